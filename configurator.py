@@ -1,0 +1,65 @@
+"""
+Overrides a script's module-level settings, nanoGPT style:
+
+    python train.py config/prosqa.py --batch_size=32 --method cot --compile=False
+
+Config files (plain Python assignments) apply first, in order, then --key=value or --key value
+flags. Flag values are parsed with ast.literal_eval (a bare word is a string) and never executed;
+every value must have the type of the setting's default. A script does:
+
+    globals().update(configure({k: globals()[k] for k in config_keys}, sys.argv[1:]))
+"""
+import ast
+import difflib
+import types
+
+
+def configure(settings, argv):
+    """Return a copy of `settings` with config files and flags from argv applied."""
+    settings = dict(settings)
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if not arg.startswith("--"):  # a config file: trusted code the user wrote
+            scope = {}
+            try:
+                with open(arg) as f:
+                    exec(f.read(), scope)
+            except FileNotFoundError:
+                raise SystemExit(f"config file {arg!r} not found (configs live in config/)") from None
+            for key, value in scope.items():
+                if not key.startswith("_") and not isinstance(value, types.ModuleType):
+                    settings[key] = _checked(settings, key, value, arg)
+            i += 1
+            continue
+        if "=" in arg:  # --key=value
+            key, raw = arg[2:].split("=", 1)
+            i += 1
+        else:  # --key value
+            if i + 1 >= len(argv):
+                raise SystemExit(f"flag {arg} has no value; write {arg}=VALUE")
+            key, raw = arg[2:], argv[i + 1]
+            i += 2
+        try:
+            value = ast.literal_eval(raw)
+        except (ValueError, SyntaxError):
+            value = raw  # a bare word such as --method=cot
+        if isinstance(settings.get(key), str):
+            value = raw  # a str setting takes the text as written: --out_dir=1e-3 stays '1e-3'
+        settings[key] = _checked(settings, key, value, f"--{key}")
+    return settings
+
+
+def _checked(settings, key, value, where):
+    if key not in settings:
+        close = difflib.get_close_matches(key, settings, n=3, cutoff=0.6)
+        hint = f" Did you mean {' or '.join(close)}?" if close else ""
+        raise SystemExit(f"unknown setting {key!r} in {where}.{hint} "
+                         f"Valid settings: {', '.join(sorted(settings))}")
+    default = settings[key]
+    if default is None or type(value) is type(default):
+        return value
+    if type(default) is float and type(value) is int:
+        return float(value)  # --learning_rate=1 means 1.0
+    raise SystemExit(f"{where}: {key} must be a {type(default).__name__} like its default "
+                     f"{default!r}, got {type(value).__name__} {value!r}")

@@ -1,0 +1,211 @@
+"""
+Tests for the ProsQA / ProntoQA generators, the splits and the loader in data.py (CPU, ~10 s).
+
+    python -m pytest tests/test_data_gen.py -q
+"""
+import json
+import os
+import re
+import subprocess
+import sys
+from collections import Counter
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+import data  # noqa: E402
+
+# -----------------------------------------------------------------------------
+# ProsQA
+
+@pytest.fixture(scope="module")
+def prosqa():
+    return data.generate_prosqa(2000, seed=0)
+
+def graph(r):
+    N = len(r["idx_to_symbol"])
+    children, parents = [[] for _ in range(N)], [[] for _ in range(N)]
+    for p, c in r["edges"]:
+        children[p].append(c)
+        parents[c].append(p)
+    return children, parents
+
+def check_prosqa(r, min_hops, max_hops):
+    sym, root, target, neg = r["idx_to_symbol"], r["root"], r["target"], r["neg_target"]
+    children, parents = graph(r)
+    say = lambda p, c: f"{sym[p]} is a {sym[c]}." if not parents[p] else f"Every {sym[p]} is a {sym[c]}."
+    # names are exactly the parentless nodes, and no symbol repeats
+    assert len(set(sym)) == len(sym)
+    assert all((s in data.NAMES) == (not parents[v]) for v, s in enumerate(sym))
+    assert all(s in data.NAMES + data.CONCEPTS for s in sym)
+    # every edge stated exactly once, nothing else stated
+    body, query = r["question"].rsplit(" Is ", 1)
+    statements = [s + "." for s in body[:-1].split(". ")]
+    assert Counter(statements) == Counter(say(p, c) for p, c in r["edges"])
+    assert len(set(statements)) == len(r["edges"])
+    assert query in (f"{sym[root]} a {sym[target]} or {sym[neg]}?", f"{sym[root]} a {sym[neg]} or {sym[target]}?")
+    assert r["answer"] == f"{sym[root]} is a {sym[target]}."
+    # target reachable from root, neg_target only from the other name
+    dist = data.bfs(children, root)
+    assert target in dist and neg not in dist and neg in data.bfs(children, 1 - root)
+    assert not children[target] and not children[neg]
+    # steps: a shortest root -> target path, read back from the statement text
+    index = {s: v for v, s in enumerate(sym)}
+    hops = [re.fullmatch(r"(?:Every )?(\w+) is a (\w+)\.", s).groups() for s in r["steps"]]
+    path = [root] + [index[c] for _, c in hops]
+    assert [index[p] for p, _ in hops] == path[:-1]
+    assert all(c in children[p] for p, c in zip(path, path[1:]))
+    assert r["steps"] == [say(p, c) for p, c in zip(path, path[1:])]
+    assert path[-1] == target and len(r["steps"]) == dist[target]
+    assert min_hops <= len(r["steps"]) <= max_hops
+
+def test_prosqa_records_are_consistent(prosqa):
+    for r in prosqa[:500]:
+        check_prosqa(r, 3, 6)
+        assert list(r) == ["question", "answer", "steps", "idx_to_symbol", "edges", "root", "target", "neg_target"]
+
+def test_prosqa_deterministic(prosqa):
+    assert data.generate_prosqa(20, seed=0) == prosqa[:20]
+    assert data.generate_prosqa(20, seed=1) != prosqa[:20]
+
+def test_prosqa_small_variant():
+    records = data.generate_prosqa(300, seed=3, n_nodes=8, min_hops=2, max_hops=3)
+    for r in records:
+        check_prosqa(r, 2, 3)
+        assert len(r["idx_to_symbol"]) <= 8
+    assert {len(r["steps"]) for r in records} == {2, 3}
+
+def test_prosqa_knob_errors():
+    for knobs in (dict(n_nodes=3), dict(min_hops=0), dict(min_hops=4, max_hops=3), dict(n_nodes=41)):
+        with pytest.raises(ValueError):
+            data.generate_prosqa(1, **knobs)
+    # impossible: 4 nodes can't give a 3-hop target; must fail fast, naming the knobs
+    with pytest.raises(ValueError, match="n_nodes"):
+        data.generate_prosqa(1, n_nodes=4, min_hops=3, max_hops=6)
+
+def test_prosqa_statistics_match_official(prosqa):
+    # figures measured on the 800 examples the Coconut authors released. Tolerances: ~3% on
+    # means; 4.5 points on step shares (~2 sd of sampling noise of 800 vs 2000 examples)
+    s = data.dataset_stats(prosqa)
+    assert s["nodes"]["mean"] == pytest.approx(22.8, rel=0.03)
+    assert s["edges"]["mean"] == pytest.approx(36.0, rel=0.03)
+    assert s["names"]["mean"] == pytest.approx(2.55, rel=0.04)
+    assert s["question_tokens"]["mean"] == pytest.approx(360, rel=0.03)
+    assert s["full_tokens"]["mean"] == pytest.approx(409, rel=0.03)
+    for k, official in {3: 41, 4: 44, 5: 13, 6: 2.4}.items():
+        assert s["steps"].get(k, 0) == pytest.approx(official, abs=4.5), k
+    assert set(s["steps"]) == {3, 4, 5, 6}
+    for k, official in {2: 58, 3: 32, 4: 8.5}.items():
+        assert s["names_share"].get(k, 0) == pytest.approx(official, abs=4.5), k
+
+# -----------------------------------------------------------------------------
+# ProntoQA
+
+def parse_rule(s):
+    """'Xes are (not) Y.' / 'Every|Each X is (not) (a|an) Y.' -> (x, y, negated, y_is_concept)"""
+    m = re.fullmatch(r"(\w+)es are (not )?(\w+)\.", s)
+    if m:
+        x, neg, y = m.groups()
+        concept = y.endswith("es") and y[:-2] in data.PRONTO_CONCEPTS
+        return x.lower(), y[:-2] if concept else y, bool(neg), concept
+    x, neg, art, y = re.fullmatch(r"(?:Every|Each) (\w+) is (not )?(an? )?(\w+)\.", s).groups()
+    return x, y, bool(neg), art is not None
+
+def test_prontoqa_records_are_consistent():
+    records = data.generate_prontoqa(300, seed=0)
+    assert {r["answer"] for r in records} == {"True", "False"}
+    for r in records:
+        body, query = r["question"].split(" True or false: ")
+        sentences = [s + "." for s in body[:-1].split(". ")]
+        rules, facts = sentences[:-2], sentences[-2:]
+        assert len(rules) == 23 and len(set(rules)) == 23
+        E = facts[0].split()[0]
+        assert E in data.PRONTO_ENTITIES
+        parsed = [parse_rule(s) for s in rules]
+        # the answer follows from the rules: chain forward from the facts
+        known = {f.rsplit(" ", 1)[1][:-1] for f in facts}
+        while True:
+            more = {y for x, y, _, concept in parsed if concept and x in known} - known
+            if not more:
+                break
+            known |= more
+        derived = {(y, neg) for x, y, neg, concept in parsed if not concept and x in known}
+        qneg, P = query.startswith(f"{E} is not "), query.rsplit(" ", 1)[1][:-1]
+        assert ((P, qneg) in derived) != ((P, not qneg) in derived)
+        assert r["answer"] == ("True" if (P, qneg) in derived else "False")
+        # 6 steps: 5 "fact. rule." hops through stated rules, then the conclusion
+        assert len(r["steps"]) == 6
+        assert r["steps"][0].startswith(facts[0][:-1] + ". ") or r["steps"][0].startswith(facts[1][:-1] + ". ")
+        current = None
+        for i, step in enumerate(r["steps"][:5]):
+            fact, rule = step.split(". ", 1)
+            assert rule in rules  # verbatim
+            x, y, neg, concept = parse_rule(rule)
+            assert fact.startswith(f"{E} is a") and fact.rsplit(" ", 1)[1] == x
+            assert current in (None, x)
+            assert concept == (i < 4)
+            current = y
+        assert r["steps"][5] == f"{E} is {'not ' if neg else ''}{current}." and current == P
+
+def test_prontoqa_deterministic():
+    assert data.generate_prontoqa(5, seed=0) == data.generate_prontoqa(5, seed=0)
+    assert data.generate_prontoqa(5, seed=0) != data.generate_prontoqa(5, seed=1)
+
+# -----------------------------------------------------------------------------
+# Splits and the loader
+
+def test_splits_are_disjoint():
+    for task, knobs in (("prosqa", dict(n_nodes=8, min_hops=2, max_hops=3)), ("prontoqa", {})):
+        splits = data.make_splits(task, 200, 50, 50, seed=0, **knobs)
+        assert [len(s) for s in splits] == [200, 50, 50]
+        questions = [{r["question"] for r in s} for s in splits]
+        assert sum(len(q) for q in questions) == 300  # no repeats within or across splits
+    with pytest.raises(ValueError, match="unknown task"):
+        data.make_splits("gsm8k", 1, 1, 1)
+
+def test_write_splits_round_trip(tmp_path):
+    paths = data.write_splits("prosqa", str(tmp_path), n_train=20, n_valid=5, n_test=5, seed=1)
+    assert [os.path.basename(p) for p in paths] == ["prosqa_train.json", "prosqa_valid.json", "prosqa_test.json"]
+    assert [data.load_records(p) for p in paths] == list(data.make_splits("prosqa", 20, 5, 5, seed=1))
+    assert sorted(os.listdir(tmp_path)) == sorted(os.path.basename(p) for p in paths)  # no temp files left
+    assert data.SPLIT_SIZES == {"prosqa": (17886, 300, 500), "prontoqa": (9000, 200, 800)}
+
+GOOD = {"question": "q", "steps": ["a", "b"], "answer": "x", "extra": 1}
+
+@pytest.mark.parametrize("content, needles", [
+    ("", ["empty"]),
+    ("   \n", ["empty"]),
+    ('[{"question": "q",\n "steps": [}]', ["invalid JSON", "line 2", "col"]),
+    (json.dumps(GOOD), ["top level", "dict"]),
+    ("[]", ["empty"]),
+    (json.dumps([GOOD, "text"]), ["record 1", "str"]),
+    (json.dumps([GOOD, {"question": "q", "steps": []}]), ["record 1", "'answer'"]),
+    (json.dumps([GOOD, {**GOOD, "question": 3}]), ["record 1", "'question'", "int"]),
+    (json.dumps([GOOD, {**GOOD, "answer": None}]), ["record 1", "'answer'", "NoneType"]),
+    (json.dumps([GOOD, {**GOOD, "steps": "a b"}]), ["record 1", "'steps'", "str"]),
+    (json.dumps([GOOD, {**GOOD, "steps": ["a", 3]}]), ["record 1", "'steps'", "steps[1]"]),
+])
+def test_load_records_errors(tmp_path, content, needles):
+    path = tmp_path / "bad.json"
+    path.write_text(content)
+    with pytest.raises(ValueError) as e:
+        data.load_records(str(path))
+    for needle in [str(path)] + needles:
+        assert needle in str(e.value)
+
+def test_load_records_ok_and_missing(tmp_path):
+    path = tmp_path / "ok.json"
+    path.write_text(json.dumps([GOOD, GOOD]))
+    assert data.load_records(str(path)) == [GOOD, GOOD]  # extra fields kept
+    with pytest.raises(FileNotFoundError, match="nope.json.*python data.py"):
+        data.load_records(str(tmp_path / "nope.json"))
+
+def test_cli(tmp_path):
+    run = lambda *args: subprocess.run([sys.executable, os.path.join(ROOT, "data.py"), *args],
+                                       capture_output=True, text=True, check=True).stdout
+    run("prosqa", f"--out_dir={tmp_path}", "--n_train=8", "--n_valid=2", "--n_test=2",
+        "--n_nodes=10", "--min_hops=2", "--max_hops=4")
+    assert len(data.load_records(str(tmp_path / "prosqa_train.json"))) == 8
+    out = run("stats", str(tmp_path / "prosqa_valid.json"))
+    assert "nodes" in out and "full sequence" in out

@@ -1,0 +1,391 @@
+"""
+Trains Coconut (or a baseline) with the multi-stage curriculum, evaluating every epoch.
+
+    python train.py config/prosqa_cpu.py                      # small model, CPU, ~15 minutes
+    python train.py config/prosqa_cpu.py --method=cot         # the CoT baseline, same budget
+    python train.py config/prosqa.py                          # the paper's recipe (GPU)
+    torchrun --standalone --nproc_per_node=4 train.py config/prosqa.py
+    python train.py --eval_only=True --out_dir=out-prosqa-cpu --val_data=FILE --n_latent=6
+"""
+import json
+import math
+import os
+import random
+import sys
+import time
+from contextlib import nullcontext
+
+import torch
+import torch.distributed as dist
+from tqdm import tqdm
+
+import coconut
+import data
+from configurator import configure
+from model import GPT, GPTConfig
+
+# -----------------------------------------------------------------------------
+# default config values: the paper's ProsQA recipe with a small model from scratch
+# I/O
+out_dir = "out"
+init_from = "scratch"  # 'scratch', 'resume' (from out_dir), 'gpt2'..'gpt2-xl', or a file path
+eval_only = False  # evaluate init_from (default: out_dir's best checkpoint) and exit
+val_data = ""  # eval_only: a file in the official {question, steps, answer} format
+n_latent = -1  # eval_only: number of thoughts at inference; -1 means the trained number
+# data: ProsQA/ProntoQA are generated into data_dir on first use; other tasks bring files
+task = "prosqa"  # 'prosqa', 'prontoqa', or any name with data_dir/{task}_{train,valid,test}.json
+data_dir = ""  # default data/{task}
+n_train = -1  # examples generated for the train split; -1: the paper's size
+data_seed = 0
+n_nodes = 28  # ProsQA generator knobs (defaults reproduce the official data)
+min_hops = 3
+max_hops = 6
+vocab = "task"  # 'task': only the GPT-2 tokens the train split uses; 'gpt2': all 50,257
+# model (init_from='scratch')
+n_layer = 2
+n_head = 4
+n_embd = 128
+block_size = 1024
+dropout = 0.0
+# method and curriculum (official knob names)
+method = "coconut"  # coconut, cot, no_cot, pause_token, no_thoughts, pause_as_thought, no_curriculum
+c_thought = 1  # continuous thoughts per language step
+max_latent_stage = 6  # K: stages 1..K replace one more step each; later stages use K*c thoughts
+epochs_per_stage = 5
+pad_latent_to_max = True  # examples with fewer steps than the stage still get min(stage, K)*c
+uniform_prob = 0.0  # chance that an example uses a random stage in 0..len(steps)
+reset_optimizer = True  # a fresh AdamW at every stage change
+num_epochs = 50
+# optimizer
+batch_size = 32  # per process, per micro-step
+gradient_accumulation_steps = 1
+learning_rate = 1e-4
+weight_decay = 0.01
+warmup_steps = 0  # linear warmup after every optimizer reset
+decay_lr = False  # cosine decay to min_lr over the whole run
+min_lr = 0.0
+grad_clip = 0.0  # 0: no clipping (as the paper)
+# evaluation
+eval_batch_size = 128
+max_new_tokens = 96
+n_val = -1  # validation examples evaluated per epoch; -1: all
+# system
+device = "auto"  # 'auto', 'cpu', 'cuda', 'cuda:1', 'mps'
+dtype = "auto"  # 'auto' (bfloat16 where supported, else float32), 'float32', 'bfloat16', 'float16'
+compile = True  # torch.compile the model on CUDA (ignored elsewhere)
+seed = 0
+# -----------------------------------------------------------------------------
+config_keys = [k for k, v in globals().items() if not k.startswith("_") and isinstance(v, (int, float, bool, str))]
+globals().update(configure({k: globals()[k] for k in config_keys}, sys.argv[1:]))
+config = {k: globals()[k] for k in config_keys}  # saved in checkpoints and the log
+# -----------------------------------------------------------------------------
+
+# fail on bad settings before anything slow happens
+if method not in data.METHODS:
+    raise SystemExit(f"unknown method {method!r}; choose one of {', '.join(data.METHODS)}")
+for key in ("max_latent_stage", "epochs_per_stage", "c_thought", "num_epochs", "batch_size",
+            "gradient_accumulation_steps", "eval_batch_size"):
+    if config[key] < (0 if key == "max_latent_stage" else 1):
+        raise SystemExit(f"{key}={config[key]} must be >= {0 if key == 'max_latent_stage' else 1}")
+if not 0.0 <= uniform_prob <= 1.0:
+    raise SystemExit(f"uniform_prob={uniform_prob} must be in [0, 1]")
+if vocab not in ("task", "gpt2"):
+    raise SystemExit(f"vocab={vocab!r}: choose 'task' or 'gpt2'")
+
+# distributed data parallel: torchrun sets RANK and WORLD_SIZE
+ddp = int(os.environ.get("RANK", -1)) != -1
+if ddp:
+    dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+    rank, world_size = dist.get_rank(), dist.get_world_size()
+    if torch.cuda.is_available():
+        device = f"cuda:{int(os.environ['LOCAL_RANK'])}"
+        torch.cuda.set_device(device)
+else:
+    rank, world_size = 0, 1
+master = rank == 0
+if device == "auto":
+    device = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+device_type = device.split(":")[0]
+if dtype == "auto":
+    dtype = "bfloat16" if device_type == "cuda" and torch.cuda.is_bf16_supported() else "float32"
+ptdtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+autocast = nullcontext() if ptdtype == torch.float32 else torch.autocast(device_type, dtype=ptdtype)
+torch.manual_seed(seed)
+if device_type == "cuda":
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+
+
+def log(*args):
+    if master:
+        tqdm.write(" ".join(str(a) for a in args))
+
+
+# -----------------------------------------------------------------------------
+# checkpoint to start from
+
+def load_checkpoint(path):
+    if not os.path.isfile(path):
+        raise SystemExit(f"no checkpoint at {path}: train one first, e.g. python train.py "
+                         f"config/prosqa_cpu.py --out_dir={os.path.dirname(path) or '.'}")
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)  # never unpickle code
+    if not isinstance(ckpt, dict) or "model" not in ckpt or "model_args" not in ckpt:
+        raise SystemExit(f"{path} is not a checkpoint written by train.py")
+    return ckpt
+
+
+ckpt = None
+if init_from == "resume":
+    ckpt = load_checkpoint(os.path.join(out_dir, "ckpt.pt"))
+elif eval_only and init_from == "scratch":
+    ckpt = load_checkpoint(os.path.join(out_dir, "best.pt"))
+elif init_from.endswith(".pt"):
+    ckpt = load_checkpoint(init_from)
+if ckpt is not None and not eval_only:
+    # the model is the checkpoint's; a config that asks for another one is a mistake
+    for k in ("n_layer", "n_head", "n_embd", "block_size"):
+        if ckpt["model_args"][k] != config[k] and init_from != "scratch":
+            raise SystemExit(f"the checkpoint's model has {k}={ckpt['model_args'][k]}, but the "
+                             f"config says {k}={config[k]}; use the checkpoint's value or "
+                             "another checkpoint")
+    if ckpt["config"]["task"] != task or ckpt["config"]["vocab"] != vocab:
+        raise SystemExit(f"the checkpoint was trained on task={ckpt['config']['task']!r} with "
+                         f"vocab={ckpt['config']['vocab']!r}, not {task!r}/{vocab!r}")
+if ckpt is not None and eval_only:
+    for k in ("task", "method", "c_thought", "max_latent_stage", "pad_latent_to_max", "vocab"):
+        config[k] = globals()[k] = ckpt["config"][k]  # evaluate the way it was trained
+
+# -----------------------------------------------------------------------------
+# data: generated on first use, tokenized once
+
+data_dir = data_dir or os.path.join("data", task)
+knobs = dict(n_nodes=n_nodes, min_hops=min_hops, max_hops=max_hops) if task == "prosqa" else {}
+if master and not eval_only:
+    data.ensure_splits(task, data_dir, n_train=None if n_train < 0 else n_train, seed=data_seed, **knobs)
+if ddp:
+    dist.barrier()  # the other ranks wait until rank 0 has written the data
+split_path = lambda split: os.path.join(data_dir, f"{task}_{split}.json")
+if eval_only:
+    val_records = data.load_records(val_data or split_path("test"))
+    train_records = []
+else:
+    train_records = data.load_records(split_path("train"))
+    val_records = data.load_records(split_path("valid"))
+if ckpt is not None and ckpt.get("vocab") is not None:
+    tok = data.Vocab(ckpt["vocab"])
+elif ckpt is not None or vocab == "gpt2":
+    tok = data.Vocab()
+else:
+    tok = data.Vocab.from_records(train_records)
+train_set = data.tokenize(train_records, tok)
+val_set = data.tokenize(val_records, tok)
+if n_val > 0:
+    val_records, val_set = val_records[:n_val], val_set[:n_val]
+layout_args = dict(c_thought=c_thought, max_latent_stage=max_latent_stage,
+                   pad_latent_to_max=pad_latent_to_max)
+
+# -----------------------------------------------------------------------------
+# model
+
+if ckpt is not None:
+    model = GPT(GPTConfig(**ckpt["model_args"]))
+    model.load_state_dict(ckpt["model"])
+elif init_from == "scratch":
+    model = GPT(GPTConfig(block_size=block_size, vocab_size=tok.size, n_layer=n_layer,
+                          n_head=n_head, n_embd=n_embd, dropout=dropout))
+else:  # pretrained GPT-2: a name or a model.safetensors path
+    model = GPT.from_pretrained(init_from, vocab_size=data.GPT2_VOCAB_SIZE, dropout=dropout)
+    with torch.no_grad():
+        wte = model.transformer.wte.weight  # (50304, C)
+        # the new tokens start as a copy of "<<", as in the paper
+        wte[[data.BOT, data.EOT, data.LATENT, data.PAUSE]] = wte[data.encode("<<")[0]]
+        if tok.gpt2_ids is not None:  # a task vocabulary keeps the matching rows only
+            rows = wte[tok.gpt2_ids]
+            sd = {k: v for k, v in model.state_dict().items() if k not in ("lm_head.weight", "transformer.wte.weight")}
+            model = GPT(GPTConfig(**{**vars(model.config), "vocab_size": tok.size}))
+            model.load_state_dict(sd, strict=False)
+            model.transformer.wte.weight[:len(rows)] = rows
+    for k in ("n_layer", "n_head", "n_embd", "block_size"):
+        config[k] = globals()[k] = getattr(model.config, k)
+model_args = dict(vars(model.config))
+model.to(device)
+
+# every sequence must fit the context: check the longest layout before training starts
+longest = max((len(ex["question"]) + 2 + max_latent_stage * c_thought + sum(map(len, ex["steps"]))
+               + len(ex["answer"]) + max_new_tokens * (split == "val"), i, split)
+              for split, dataset in (("train", train_set), ("val", val_set))
+              for i, ex in enumerate(dataset))
+if longest[0] > model.config.block_size:
+    raise SystemExit(f"{longest[2]} example {longest[1]} needs {longest[0]} positions (with "
+                     f"{max_new_tokens} new tokens when generating), more than the context "
+                     f"block_size={model.config.block_size}; raise block_size or shorten the data")
+fwd_model = torch.compile(model, dynamic=True) if compile and device_type == "cuda" else model
+
+# -----------------------------------------------------------------------------
+# evaluation: loss at the current stage, and accuracy by greedy generation
+
+
+def stage_of(epoch):
+    return 0 if method in ("cot", "no_cot") else epoch // epochs_per_stage
+
+
+@torch.no_grad()
+def evaluate(stage, thoughts=None, with_loss=True):
+    """Validation loss, answer accuracy, CoT exact match and mean generated tokens (this rank's
+    share of the validation set, then summed over ranks)."""
+    model.eval()
+    totals = torch.zeros(5, device=device)  # loss sum, label count, correct, cot match, tokens
+    mine = list(range(rank, len(val_set), world_size))
+    for i in range(0, len(mine), eval_batch_size):
+        ids = mine[i:i + eval_batch_size]
+        if with_loss:
+            batch = data.collate([data.layout(val_set[j], tok, method, stage, **layout_args) for j in ids], tok, device)
+            with autocast:
+                h = coconut.latent_forward(model, batch)
+                n = (batch["labels"][:, 1:] != -100).sum()
+                totals[0] += coconut.lm_loss(model, h, batch["labels"]).float() * n
+            totals[1] += n
+        prompts = [data.layout(val_set[j], tok, method, stage, n_latent=thoughts, prompt_only=True,
+                               **layout_args) for j in ids]
+        batch = data.collate(prompts, tok, device)
+        with autocast:
+            out = coconut.generate(model, batch, max_new_tokens, tok.eos).tolist()
+        for j, row, prompt in zip(ids, out, prompts):
+            row = row[:row.index(tok.eos) + 1] if tok.eos in row else row
+            text = tok.decode([t for t in row if t != tok.eos])
+            record = val_records[j]
+            answer = text.split("#")[-1].replace(",", "").strip()
+            totals[2] += answer == record["answer"].replace(",", "").strip()
+            dropped = data.stage_plan(len(record["steps"]), method, stage, **layout_args)[0]
+            totals[3] += text.split("#")[0].strip() == "\n".join(record["steps"][dropped:]).strip()
+            totals[4] += len(row) + prompt[0].count(tok.latent)  # thoughts count as generated
+    if ddp:
+        dist.all_reduce(totals)
+    model.train()
+    n = len(val_set)
+    loss = dict(val_loss=(totals[0] / totals[1].clamp(min=1)).item()) if with_loss else {}
+    return dict(**loss, val_acc=totals[2].item() / n, cot_em=totals[3].item() / n,
+                mean_tokens=totals[4].item() / n, n=n)
+
+
+if eval_only:
+    thoughts = None if n_latent < 0 else n_latent  # None: as many as trained
+    final_stage = stage_of(num_epochs - 1) if method in ("cot", "no_cot") else max_latent_stage + 1
+    if master:
+        print(f"evaluating {len(val_set)} examples of {val_data or split_path('test')} with "
+              f"{method}, {'the trained number of' if thoughts is None else thoughts} thoughts")
+    result = evaluate(final_stage, thoughts, with_loss=False)
+    if master:
+        print(json.dumps(result))
+    sys.exit(0)
+
+# -----------------------------------------------------------------------------
+# training
+
+
+def make_optimizer():
+    decay = [p for p in model.parameters() if p.dim() >= 2]  # matrices and embeddings
+    no_decay = [p for p in model.parameters() if p.dim() < 2]  # biases and LayerNorm gains
+    groups = [dict(params=decay, weight_decay=weight_decay), dict(params=no_decay, weight_decay=0.0)]
+    return torch.optim.AdamW(groups, lr=learning_rate, betas=(0.9, 0.999),
+                             fused=device_type == "cuda")
+
+
+def lr_at(step, since_reset, total_steps):
+    lr = learning_rate
+    if decay_lr:
+        lr = min_lr + 0.5 * (learning_rate - min_lr) * (1 + math.cos(math.pi * step / total_steps))
+    if warmup_steps > 0:
+        lr *= min(1.0, (since_reset + 1) / warmup_steps)
+    return lr
+
+
+def epoch_batches(epoch):
+    """This rank's micro-batches for an epoch: the order and the uniform_prob stage draws
+    depend only on (seed, epoch), so a resumed run sees exactly the same data."""
+    rng = random.Random(seed * 100003 + epoch)
+    order = list(range(len(train_set)))
+    rng.shuffle(order)
+    stage = stage_of(epoch)
+    stages = [rng.randrange(len(train_set[i]["steps"]) + 1) if rng.random() < uniform_prob else stage
+              for i in order]
+    per_step = batch_size * gradient_accumulation_steps * world_size
+    n_steps = len(order) // per_step  # drop the ragged end so every rank does the same steps
+    for s in range(n_steps):
+        micro = []
+        for m in range(gradient_accumulation_steps):
+            lo = s * per_step + (m * world_size + rank) * batch_size
+            micro.append([data.layout(train_set[order[j]], tok, method, stages[j], **layout_args)
+                          for j in range(lo, lo + batch_size)])
+        yield micro
+
+
+steps_per_epoch = len(train_set) // (batch_size * gradient_accumulation_steps * world_size)
+if steps_per_epoch == 0:
+    raise SystemExit(f"{len(train_set)} training examples are fewer than one step's "
+                     f"batch_size * gradient_accumulation_steps * world_size; lower batch_size")
+total_steps = steps_per_epoch * num_epochs
+optimizer = make_optimizer()
+start_epoch, step, since_reset, best_acc = 0, 0, 0, -1.0
+if init_from == "resume":
+    optimizer.load_state_dict(ckpt["optimizer"])
+    start_epoch, step, since_reset, best_acc = ckpt["epoch"], ckpt["step"], ckpt["since_reset"], ckpt["best_acc"]
+    torch.set_rng_state(ckpt["rng"])
+    log(f"resuming {out_dir} at epoch {start_epoch}")
+ckpt = None  # free memory
+if master:
+    os.makedirs(out_dir, exist_ok=True)
+    log(f"{method} on {task}: {len(train_set)} train / {len(val_set)} val examples, "
+        f"{model.num_params() / 1e6:.2f}M parameters, vocab {tok.size}, {device} {dtype}, "
+        f"{world_size} process(es), {steps_per_epoch} steps per epoch")
+
+
+def save_checkpoint(name, epoch):
+    """Write atomically: a temp file, then a rename, so a killed run never leaves half a file."""
+    ckpt = dict(model=model.state_dict(), optimizer=optimizer.state_dict(), model_args=model_args,
+                config=config, vocab=tok.gpt2_ids, epoch=epoch, step=step, since_reset=since_reset,
+                best_acc=best_acc, rng=torch.get_rng_state())
+    path = os.path.join(out_dir, name)
+    torch.save(ckpt, path + ".tmp")
+    os.replace(path + ".tmp", path)
+
+
+for epoch in range(start_epoch, num_epochs):
+    stage = stage_of(epoch)
+    if epoch > start_epoch and stage != stage_of(epoch - 1) and reset_optimizer:
+        optimizer, since_reset = make_optimizer(), 0
+    t0, tokens, loss_sum = time.time(), 0, 0.0
+    bar = tqdm(epoch_batches(epoch), total=steps_per_epoch, disable=not master, leave=False,
+               desc=f"epoch {epoch + 1}/{num_epochs} stage {stage}")
+    for micro in bar:
+        lr = lr_at(step, since_reset, total_steps)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        batches = [data.collate(rows, tok, device) for rows in micro]
+        loss = coconut.train_step(fwd_model, batches, autocast, ddp)  # forward + backward
+        if grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        step, since_reset = step + 1, since_reset + 1
+        tokens += sum(int(b["mask"].sum()) for b in batches) * world_size
+        loss_sum += loss
+        bar.set_postfix(loss=f"{loss:.4f}", stage=stage, lr=f"{lr:.1e}",
+                        tok_s=f"{tokens / (time.time() - t0):.0f}")
+    train_time = time.time() - t0
+    result = evaluate(stage)
+    best = result["val_acc"] > best_acc
+    best_acc = max(best_acc, result["val_acc"])
+    line = dict(epoch=epoch + 1, stage=stage, train_loss=loss_sum / steps_per_epoch, **result,
+                lr=lr, epoch_time=round(train_time, 2), eval_time=round(time.time() - t0 - train_time, 2),
+                tokens_per_s=round(tokens / train_time))
+    if master:
+        log(" ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in line.items()))
+        with open(os.path.join(out_dir, "log.jsonl"), "a") as f:
+            f.write(json.dumps(line) + "\n")
+        if best:
+            save_checkpoint("best.pt", epoch + 1)
+        save_checkpoint("ckpt.pt", epoch + 1)  # last, so a resume finds the newest state
+log(f"done: best validation accuracy {best_acc:.4f}; checkpoints in {out_dir}")
+if ddp:
+    dist.destroy_process_group()
