@@ -443,9 +443,21 @@ class Vocab:
         ids = encode(text)
         if self.index is None:
             return ids
-        unknown = [t for t in ids if t not in self.index]
+        unknown = [i for i, t in enumerate(ids) if t not in self.index]
         if unknown:
-            words = sorted({decode([t]).strip() or repr(decode([t])) for t in unknown})
+            _, offsets = tokenizer().decode_with_offsets(ids)
+            words = []  # the whole words around the unknown tokens, for the message
+            for i in unknown:
+                lo = offsets[i]
+                while lo < len(text) - 1 and text[lo].isspace():
+                    lo += 1  # a token such as " zebra" starts at its space
+                hi = lo
+                while lo > 0 and not text[lo - 1].isspace():
+                    lo -= 1
+                while hi < len(text) and not text[hi].isspace():
+                    hi += 1
+                words.append(text[lo:hi].strip(".,;:!?") or repr(decode([ids[i]])))
+            words = sorted(set(words))
             raise ValueError(f"{', '.join(map(repr, words))} not in this model's task vocabulary "
                              f"({len(self.gpt2_ids)} GPT-2 tokens of its training data); "
                              "write the question with the training data's words")

@@ -198,7 +198,7 @@ else:  # pretrained GPT-2: a name or a model.safetensors path
     with torch.no_grad():
         wte = model.transformer.wte.weight  # (50304, C)
         # the new tokens start as a copy of "<<", as in the paper
-        wte[[data.BOT, data.EOT, data.LATENT, data.PAUSE]] = wte[data.encode("<<")[0]]
+        wte[[data.BOT, data.EOT, data.LATENT, data.PAUSE]] = wte[data.encode("<<")[0]].clone()
         if tok.gpt2_ids is not None:  # a task vocabulary keeps the matching rows only
             rows = wte[tok.gpt2_ids]
             sd = {k: v for k, v in model.state_dict().items() if k not in ("lm_head.weight", "transformer.wte.weight")}
@@ -352,7 +352,7 @@ def save_checkpoint(name, epoch):
 
 for epoch in range(start_epoch, num_epochs):
     stage = stage_of(epoch)
-    if epoch > start_epoch and stage != stage_of(epoch - 1) and reset_optimizer:
+    if epoch > 0 and stage != stage_of(epoch - 1) and reset_optimizer:  # also when resuming here
         optimizer, since_reset = make_optimizer(), 0
     t0, tokens, loss_sum = time.time(), 0, 0.0
     bar = tqdm(epoch_batches(epoch), total=steps_per_epoch, disable=not master, leave=False,

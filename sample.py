@@ -1,0 +1,329 @@
+"""
+Samples from a trained checkpoint: each continuous thought decoded through the LM head, the
+generated text and its answer; and the paper's two analyses of ProsQA (Section 5).
+
+    python sample.py --out_dir=out-prosqa-cpu                       # one test question
+    python sample.py --out_dir=out-prosqa-cpu --num_samples=500     # accuracy on 500 of them
+    python sample.py --out_dir=out-prosqa-cpu --latent 2            # 2 thoughts, not as trained
+    python sample.py --out_dir=out-prosqa-cpu --question="Tom is a wumpus. Every wumpus is a yumpus. Is Tom a yumpus or zumpus?"
+    python sample.py --out_dir=out-prosqa-cpu --analyze=frontier    # values of frontier nodes
+    python sample.py --out_dir=out-prosqa-cpu --analyze=mixing      # k thoughts, then language
+
+Answers are greedy and checked the way train.py checks them (the text after "#", exact match).
+"""
+import os
+import random
+import re
+import sys
+
+import torch
+import torch.nn.functional as F
+
+import coconut
+import data
+from configurator import configure
+from model import GPT, GPTConfig
+
+# -----------------------------------------------------------------------------
+out_dir = "out"  # where train.py wrote best.pt / ckpt.pt
+init_from = ""  # a checkpoint path; default out_dir/best.pt, else out_dir/ckpt.pt
+question = ""  # free text in the dataset's format; default: questions from the test split
+num_samples = 1  # test questions (<= 0: all); the analyses use more when this is left at 1
+latent = -1  # continuous thoughts at inference; -1: as many as trained
+seed = 0  # which test questions are picked
+max_new_tokens = 96
+analyze = ""  # '', 'frontier' or 'mixing' (ProsQA)
+device = "auto"  # 'auto', 'cpu', 'cuda', 'mps'
+top_k = 5  # tokens shown per decoded thought
+batch_size = 128  # questions generated at once
+# -----------------------------------------------------------------------------
+config_keys = [k for k, v in globals().items() if not k.startswith("_") and isinstance(v, (int, float, bool, str))]
+
+SHOW = 5  # questions printed in full; the rest only count towards the accuracy
+CATEGORIES = ("correct path", "longer path", "hallucination", "wrong target",
+              "correct label", "incorrect label")
+
+
+def load_checkpoint(path, device):
+    """(model in eval mode, its Vocab, the train.py settings it was trained with)."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)  # never unpickle code
+    if not isinstance(ckpt, dict) or "model" not in ckpt or "config" not in ckpt:
+        raise SystemExit(f"{path} is not a checkpoint written by train.py")
+    model = GPT(GPTConfig(**ckpt["model_args"]))
+    model.load_state_dict(ckpt["model"])
+    vocab = data.Vocab(ckpt["vocab"]) if ckpt.get("vocab") is not None else data.Vocab()
+    return model.to(device).eval(), vocab, ckpt["config"]
+
+
+def checkpoint_path(out_dir, init_from):
+    if init_from:
+        if not os.path.isfile(init_from):
+            raise SystemExit(f"no checkpoint at {init_from}")
+        return init_from
+    for name in ("best.pt", "ckpt.pt"):  # ckpt.pt: a run killed before its first best.pt
+        if os.path.isfile(os.path.join(out_dir, name)):
+            return os.path.join(out_dir, name)
+    raise SystemExit(f"no checkpoint in {out_dir}/ (best.pt or ckpt.pt). Train one first: "
+                     f"python train.py config/prosqa_cpu.py, then pass its out_dir with --out_dir")
+
+
+def trained_thoughts(cfg):
+    """Thoughts the model saw at its last stage (K*c for Coconut, 0 for CoT)."""
+    return data.stage_plan(10**9, cfg["method"], cfg["max_latent_stage"] + 1, cfg["c_thought"],
+                           cfg["max_latent_stage"], True)[1]
+
+
+def prompt(ex, vocab, cfg, n_latent=None):
+    """question\\n <bot> <latent> x n <eot>: the final stage's prompt (n_latent=None: as trained)."""
+    return data.layout(ex, vocab, cfg["method"], cfg["max_latent_stage"] + 1, cfg["c_thought"],
+                       cfg["max_latent_stage"], cfg["pad_latent_to_max"], n_latent=n_latent,
+                       prompt_only=True)
+
+
+def answer_of(text):
+    return text.split("#")[-1].replace(",", "").strip()  # as train.py's evaluate
+
+
+def pick(records, n, seed):
+    """n records drawn by seed, in file order (n <= 0 or n >= len: all)."""
+    if n <= 0 or n >= len(records):
+        return records
+    return [records[i] for i in sorted(random.Random(seed).sample(range(len(records)), n))]
+
+
+@torch.no_grad()
+def run(model, vocab, records, cfg, latent=-1, max_new_tokens=96, batch_size=128, top_k=5):
+    """Greedy generation for records ({question, steps, answer}; answer None when unknown).
+
+    Returns one dict per record: question, text (generated), answer (extracted), truth,
+    correct (None without truth), n_thoughts, n_tokens (thoughts included, as train.py counts),
+    thoughts (per thought, its top_k (token, probability) pairs through the LM head).
+    """
+    device = next(model.parameters()).device
+    # a prompt never reads the answer's tokens: a free question's missing answer is tokenized as ""
+    examples = data.tokenize([dict(r, answer=r["answer"] or "") for r in records], vocab)
+    results = []
+    for i in range(0, len(examples), batch_size):
+        prompts = [prompt(ex, vocab, cfg, None if latent < 0 else latent)
+                   for ex in examples[i:i + batch_size]]
+        for j, (ids, _, _) in enumerate(prompts):
+            if len(ids) + max_new_tokens > model.config.block_size:
+                raise ValueError(f"question {i + j + 1} needs {len(ids)} prompt tokens + "
+                                 f"max_new_tokens={max_new_tokens}, more than the model's context "
+                                 f"block_size={model.config.block_size}; shorten it or lower "
+                                 "--max_new_tokens")
+        batch = data.collate(prompts, vocab, device)
+        tokens, thoughts = coconut.generate(model, batch, max_new_tokens, vocab.eos, return_thoughts=True)
+        # what each thought would say if it were decoded as a token (it never is)
+        probs, ids = F.softmax(model.lm_head(thoughts).float(), -1).topk(top_k, -1)  # (B, n, top_k)
+        probs, ids, tokens = probs.tolist(), ids.tolist(), tokens.tolist()
+        for b, (ids_b, _, _) in enumerate(prompts):
+            record, row = records[i + b], tokens[b]
+            row = row[:row.index(vocab.eos) + 1] if vocab.eos in row else row
+            text = vocab.decode([t for t in row if t != vocab.eos])
+            n = ids_b.count(vocab.latent)  # a row may have fewer thoughts than the batch
+            truth = record["answer"]
+            results.append(dict(
+                question=record["question"], text=text, answer=answer_of(text), truth=truth,
+                correct=None if truth is None else answer_of(text) == answer_of(truth),
+                n_thoughts=n, n_tokens=len(row) + n,
+                thoughts=[[(vocab.decode([t]), p) for t, p in zip(ids[b][j], probs[b][j])]
+                          for j in range(n)]))
+    return results
+
+
+def accuracy(results):
+    """(correct, judged, mean tokens) over results; judged counts those with a known answer."""
+    judged = [r["correct"] for r in results if r["correct"] is not None]
+    return sum(judged), len(judged), sum(r["n_tokens"] for r in results) / max(len(results), 1)
+
+
+def short(text, n=70):
+    return text if len(text) <= 2 * n + 5 else text[:n] + " ... " + text[-n:]
+
+
+def print_result(i, r):
+    print(f"question {i}: {short(r['question'])}")
+    for j, top in enumerate(r["thoughts"]):
+        print(f"  thought {j + 1}: " + "  ".join(f"{t!r} {p:.2f}" for t, p in top))
+    print("  output:")
+    for line in r["text"].split("\n"):
+        print(f"    {line}")
+    verdict = ""
+    if r["correct"] is not None:
+        verdict = "  (correct)" if r["correct"] else f"  (wrong: expected {r['truth']!r})"
+    print(f"  answer: {short(repr(r['answer']), 40)}{verdict}")  # repr shows a multi-line one
+
+
+# -----------------------------------------------------------------------------
+# ProsQA analyses. A record carries its graph: idx_to_symbol, edges [parent, child], root, target.
+
+def graph(record):
+    return data.adjacency(len(record["idx_to_symbol"]), record["edges"])
+
+
+@torch.no_grad()
+def frontier_values(model, vocab, record, ex, k, cfg):
+    """After k thoughts, teacher-force "Every" and score each node v at distance k from the
+    root by the probability of v's name tokens (their product; no renormalisation).
+
+    Returns [(node, value, reaches_target, height)] sorted by value, height being the distance
+    to the nearest leaf. All candidates go through one batched latent forward.
+    """
+    children, _ = graph(record)
+    dist = data.bfs(children, record["root"])
+    nodes = [v for v, d in dist.items() if d == k // cfg["c_thought"]]  # step k/c names them
+    ids, _, at = prompt(ex, vocab, cfg, n_latent=k)  # ends with <eot>
+    head = ids + vocab.encode("Every")  # a step right after <eot> has no leading space
+    rows = []
+    for v in nodes:
+        name = vocab.encode(" " + record["idx_to_symbol"][v])
+        rows.append((head + name, [-100] * len(head) + name, at))  # labels mark the name tokens
+    batch = data.collate(rows, vocab, next(model.parameters()).device)  # <latent> -> continuous
+    h = coconut.latent_forward(model, batch)  # (B, T, C)
+    logp = F.log_softmax(model.lm_head(h[:, :-1]).float(), -1)  # (B, T-1, V) predicts t+1
+    y = batch["labels"][:, 1:]
+    lp = logp.gather(-1, y.clamp(min=0)[..., None])[..., 0]  # (B, T-1)
+    values = (lp * (y != -100)).sum(1).exp().tolist()  # product of the name's probabilities
+    out = []
+    for v, value in zip(nodes, values):
+        reach = data.bfs(children, v)
+        height = min(d for u, d in reach.items() if not children[u])
+        out.append((v, value, record["target"] in reach, height))
+    return sorted(out, key=lambda x: -x[1])
+
+
+STEP = re.compile(r"(?:Every )?(\S+) is an? (\S+)\.")
+
+
+def classify(record, text):
+    """One of CATEGORIES for a generated output (the paper's Section 5.1), by its steps:
+    - no steps: 'correct label' / 'incorrect label' by the answer;
+    - a step that is not an edge, does not continue the previous one, does not parse, or
+      starts at a node the root cannot reach: 'hallucination';
+    - the path ends at the target and the answer is right: 'correct path' if the whole path is
+      a shortest one, else 'longer path' (after k thoughts the text resumes mid-path, so the
+      part in thoughts counts as the shortest way from the root to where the text starts);
+    - otherwise (a valid path to another node, or a wrong answer): 'wrong target'.
+    """
+    correct = answer_of(text) == answer_of(record["answer"])
+    lines = [s.strip() for s in text.split("#")[0].split("\n") if s.strip()]
+    if not lines:
+        return "correct label" if correct else "incorrect label"
+    index = {s: i for i, s in enumerate(record["idx_to_symbol"])}
+    edges = {tuple(e) for e in record["edges"]}
+    path = []
+    for line in lines:
+        m = STEP.fullmatch(line)
+        if not m or m[1] not in index or m[2] not in index:
+            return "hallucination"
+        p, c = index[m[1]], index[m[2]]
+        if (p, c) not in edges or (path and path[-1] != p):
+            return "hallucination"
+        path += [p, c] if not path else [c]
+    dist = data.bfs(graph(record)[0], record["root"])
+    if path[0] not in dist:
+        return "hallucination"
+    if path[-1] != record["target"] or not correct:
+        return "wrong target"
+    shortest = dist[path[0]] + len(path) - 1 == dist[record["target"]]
+    return "correct path" if shortest else "longer path"
+
+
+def check_graph(records):
+    if not all({"edges", "idx_to_symbol", "root", "target"} <= r.keys() for r in records):
+        raise SystemExit("the analyses need ProsQA records with their graph (edges, "
+                         "idx_to_symbol, root, target), as data.py generates them")
+
+
+def print_frontier(model, vocab, records, cfg, K):
+    check_graph(records)
+    examples = data.tokenize(records, vocab)
+    ks = range(cfg["c_thought"], K + 1, cfg["c_thought"])  # one step per c thoughts
+    means = {k: ([], []) for k in ks}  # values of nodes that reach the target / do not
+    for i, (record, ex) in enumerate(zip(records, examples)):
+        sym = record["idx_to_symbol"]
+        if i < SHOW:
+            print(f"question {i + 1}: {short(record['question'])}")
+            print(f"  root {sym[record['root']]}, target {sym[record['target']]}")
+        for k in ks:
+            rows = frontier_values(model, vocab, record, ex, k, cfg)
+            for v, value, reach, height in rows:
+                means[k][not reach].append(value)
+            if i < SHOW and rows:
+                print(f"  after {k} thought(s), 'Every' then:   value  reaches target  height")
+                for v, value, reach, height in rows:
+                    print(f"    {sym[v]:>24}  {value:.3f}  {'yes' if reach else 'no':>14}  {height:>6}")
+    print(f"mean value of frontier nodes over {len(records)} questions:")
+    for k, (yes, no) in means.items():
+        mean = lambda xs: f"{sum(xs) / len(xs):.3f} ({len(xs)})" if xs else "-"
+        print(f"  k={k}: reaching the target {mean(yes)}, not reaching it {mean(no)}")
+
+
+def print_mixing(model, vocab, records, cfg, K, max_new_tokens, batch_size):
+    check_graph(records)
+    print(f"{len(records)} questions; k thoughts, then <eot> and language (shares in %)")
+    print(f"{'k':>2}  " + "  ".join(f"{c:>15}" for c in CATEGORIES) + "  accuracy")
+    for k in range(K + 1):
+        results = run(model, vocab, records, cfg, k, max_new_tokens, batch_size)
+        kinds = [classify(rec, r["text"]) for rec, r in zip(records, results)]
+        correct, judged, _ = accuracy(results)
+        print(f"{k:>2}  " + "  ".join(f"{100 * kinds.count(c) / len(kinds):>15.1f}" for c in CATEGORIES)
+              + f"  {100 * correct / judged:>8.1f}")
+
+
+# -----------------------------------------------------------------------------
+
+if __name__ == "__main__":
+    globals().update(configure({k: globals()[k] for k in config_keys}, sys.argv[1:]))
+    if analyze not in ("", "frontier", "mixing"):
+        raise SystemExit(f"analyze={analyze!r}: choose 'frontier' or 'mixing' (or leave it empty)")
+    if analyze and question:
+        raise SystemExit("the analyses run on the test split; drop --question")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+    torch.manual_seed(seed)
+    path = checkpoint_path(out_dir, init_from)
+    model, vocab, cfg = load_checkpoint(path, device)
+    trained = trained_thoughts(cfg)
+    if analyze and trained == 0:
+        raise SystemExit(f"the analyses vary the number of thoughts; a {cfg['method']} model has none")
+    print(f"{path}: {cfg['method']} on {cfg['task']}, trained with {trained} thought(s)")
+    if latent > trained:
+        print(f"warning: {latent} thoughts, more than the {trained} this model was trained with")
+    if latent >= 0 and cfg["method"] in ("cot", "no_cot", "no_thoughts"):
+        print(f"warning: a {cfg['method']} model has no thoughts; --latent is ignored")
+
+    if question:
+        records = [dict(question=question, steps=[], answer=None)]
+        # a free question has no steps to count, so "as trained" means K*c thoughts
+        latent = trained if latent < 0 else latent
+    else:
+        data_dir = cfg["data_dir"] or os.path.join("data", cfg["task"])
+        test_path = os.path.join(data_dir, f"{cfg['task']}_test.json")
+        try:
+            records = data.load_records(test_path)
+        except (FileNotFoundError, ValueError) as e:
+            raise SystemExit(str(e))
+        # one question is too few for an analysis: the paper's test split has 500
+        n = {"": num_samples, "frontier": 3, "mixing": 500}[analyze] if num_samples == 1 else num_samples
+        records = pick(records, n, seed)
+    K = trained if latent < 0 else latent
+
+    try:
+        if analyze == "frontier":
+            print_frontier(model, vocab, records, cfg, K)
+        elif analyze == "mixing":
+            print_mixing(model, vocab, records, cfg, K, max_new_tokens, batch_size)
+        else:
+            results = run(model, vocab, records, cfg, latent, max_new_tokens, batch_size, top_k)
+            for i, r in enumerate(results[:SHOW]):
+                print_result(i + 1, r)
+            if len(results) > SHOW:
+                print(f"... ({len(results) - SHOW} more questions not shown)")
+            correct, judged, mean_tokens = accuracy(results)
+            if len(results) > 1 and judged:
+                print(f"accuracy {correct / judged:.3f} ({correct}/{judged}), "
+                      f"mean generated tokens {mean_tokens:.1f} (thoughts included)")
+    except ValueError as e:  # unknown words for a task vocabulary, a question that does not fit
+        raise SystemExit(f"error: {e}")

@@ -1,0 +1,168 @@
+"""The latent loop: fast == reference (loss and every gradient), batched == one by one,
+cached generation == uncached, gradient accumulation and DDP == one big batch."""
+import os
+import socket
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+import coconut
+import data
+from model import GPT, GPTConfig
+
+RECORDS = [
+    dict(question="Tom is a wumpus. Every wumpus is a yumpus. Every yumpus is a zumpus. "
+                  "Is Tom a zumpus or rompus?",
+         steps=["Tom is a wumpus.", "Every wumpus is a yumpus.", "Every yumpus is a zumpus."],
+         answer="Tom is a zumpus."),
+    dict(question="Bob is a rompus. Is Bob a rompus or zumpus?",
+         steps=["Bob is a rompus."], answer="Bob is a rompus."),
+    dict(question="Every yumpus is a rompus. Tom is a yumpus. Is Tom a rompus or wumpus?",
+         steps=["Tom is a yumpus.", "Every yumpus is a rompus."], answer="Tom is a rompus."),
+]
+VOCAB = data.Vocab.from_records(RECORDS)
+EXAMPLES = data.tokenize(RECORDS, VOCAB)
+
+
+def tiny(seed=0):
+    torch.manual_seed(seed)
+    model = GPT(GPTConfig(n_layer=2, n_head=2, n_embd=32, vocab_size=VOCAB.size, block_size=128))
+    with torch.no_grad():  # larger weights than GPT-2's init so that errors show
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.3)
+    return model
+
+
+def batch_of(stages, method="coconut", pad=False, **kw):
+    rows = [data.layout(ex, VOCAB, method, s, max_latent_stage=3, pad_latent_to_max=pad, **kw)
+            for ex, s in zip(EXAMPLES, stages)]
+    return data.collate(rows, VOCAB)
+
+
+@pytest.mark.parametrize("stages,pad", [
+    ((3, 3, 3), True),   # same thoughts, different question lengths
+    ((3, 1, 2), False),  # different thought counts in one batch
+    ((0, 2, 4), False),  # stage 0 (no thoughts) next to the last stage
+])
+def test_fast_loop_equals_reference(stages, pad):
+    model = tiny()
+    batch = batch_of(stages, pad=pad)
+    assert batch["n_latent"] > 0
+    params = list(model.parameters())
+    loss_fast = coconut.lm_loss(model, coconut.latent_forward(model, batch), batch["labels"])
+    g_fast = torch.autograd.grad(loss_fast, params)
+    loss_ref = coconut.lm_loss(model, coconut.reference_forward(model, batch), batch["labels"])
+    g_ref = torch.autograd.grad(loss_ref, params)
+    assert abs(loss_fast.item() - loss_ref.item()) < 1e-5
+    for (name, _), a, b in zip(model.named_parameters(), g_fast, g_ref):
+        assert (a - b).abs().max() < 1e-5 * (1 + b.abs().max()), name
+
+
+def test_gradients_flow_through_thoughts():
+    """The loss depends on the first thought only through the hidden state fed back: cutting
+    that path (detach) must change the gradient of the prefix's parameters."""
+    model = tiny()
+    batch = batch_of((3, 3, 3), pad=True)
+    h = coconut.latent_forward(model, batch)
+    loss = coconut.lm_loss(model, h, batch["labels"])
+    g = torch.autograd.grad(loss, model.transformer.h[0].mlp.c_fc.weight)[0]
+    assert g.abs().sum() > 0
+
+
+def test_hidden_state_is_fed_back():
+    """Changing what the prefix computes changes the output after the thoughts, even when the
+    tokens after the thoughts could not see it otherwise... checked against the reference."""
+    model = tiny()
+    batch = batch_of((3, 3, 3), pad=True)
+    with torch.no_grad():
+        h = coconut.latent_forward(model, batch)
+        # plain forward with <latent> token embeddings instead of thoughts differs
+        plain = model(batch["idx"], pos=batch["pos"], mask=batch["mask"])
+    s = batch["start"]
+    assert torch.allclose(h[:, :s], plain[:, :s], atol=1e-5)  # same prefix
+    assert not torch.allclose(h[:, s:], plain[:, s:], atol=1e-3)  # thoughts change the rest
+
+
+def greedy_uncached(model, ids, thought_at, n_thoughts, max_new, eos):
+    """One question, no cache: recompute the whole sequence for every new token."""
+    seq, out = list(ids), []
+    for _ in range(max_new):
+        b = data.collate([(seq, [-100] * len(seq), thought_at)], VOCAB)
+        b["latent"][:, thought_at + n_thoughts:] = False  # generated tokens are plain tokens
+        with torch.no_grad():
+            h = coconut.reference_forward(model, b)
+        tok = int(model.lm_head(h[0, -1]).argmax())
+        out.append(tok)
+        if tok == eos:
+            break
+        seq.append(tok)
+    return out
+
+
+@pytest.mark.parametrize("pad", [True, False])
+def test_batched_generation_equals_one_by_one_and_uncached(pad):
+    model = tiny(1).eval()
+    prompts = [data.layout(ex, VOCAB, "coconut", 2, max_latent_stage=3, pad_latent_to_max=pad,
+                           prompt_only=True) for ex in EXAMPLES]
+    eos = VOCAB.eos
+    batched, thoughts = coconut.generate(model, data.collate(prompts, VOCAB), 12, eos, return_thoughts=True)
+    for i, (ids, _, at) in enumerate(prompts):
+        alone, th = coconut.generate(model, data.collate([prompts[i]], VOCAB), 12, eos, return_thoughts=True)
+        row = batched[i].tolist()
+        row = row[:row.index(eos) + 1] if eos in row else row
+        one = alone[0].tolist()
+        one = one[:one.index(eos) + 1] if eos in one else one
+        assert row == one
+        n = ids.count(VOCAB.latent)
+        assert torch.allclose(thoughts[i, :n], th[0, :n], atol=1e-5)
+        assert one == greedy_uncached(model, ids, at, n, 12, eos)
+
+
+def test_generation_variants_by_thought_count():
+    model = tiny(2).eval()
+    for k in (0, 1, 5):  # any number of thoughts at inference
+        prompts = [data.layout(ex, VOCAB, "coconut", 4, max_latent_stage=3, n_latent=k,
+                               prompt_only=True) for ex in EXAMPLES]
+        tokens, thoughts = coconut.generate(model, data.collate(prompts, VOCAB), 5, VOCAB.eos,
+                                            return_thoughts=True)
+        assert tokens.shape[0] == 3 and thoughts.shape[1] == k
+
+
+def test_accumulation_equals_one_big_batch():
+    model = tiny()
+    rows = [data.layout(ex, VOCAB, "coconut", s, max_latent_stage=3) for ex, s in zip(EXAMPLES, (3, 1, 2))]
+    coconut.train_step(model, [data.collate(rows, VOCAB)])
+    g_big = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    coconut.train_step(model, [data.collate(rows[:1], VOCAB), data.collate(rows[1:], VOCAB)])
+    for a, p in zip(g_big, model.parameters()):
+        assert (a - p.grad).abs().max() < 1e-5 * (1 + a.abs().max())
+
+
+def _ddp_worker(rank, world, port, rows, out):
+    import torch.distributed as dist
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    torch.set_num_threads(1)
+    model = tiny()
+    mine = rows[rank::world]
+    coconut.train_step(model, [data.collate(mine, VOCAB)], ddp=True)
+    if rank == 0:
+        torch.save([p.grad for p in model.parameters()], out)
+    dist.destroy_process_group()
+
+
+def test_ddp_two_processes_equal_one(tmp_path):
+    rows = [data.layout(ex, VOCAB, "coconut", s, max_latent_stage=3)
+            for ex, s in zip(EXAMPLES + EXAMPLES[:1], (3, 1, 2, 0))]
+    model = tiny()
+    coconut.train_step(model, [data.collate(rows, VOCAB)])
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = str(tmp_path / "grads.pt")
+    mp.spawn(_ddp_worker, args=(2, port, rows, out), nprocs=2, join=True)
+    grads = torch.load(out, weights_only=True)
+    for a, p in zip(grads, model.parameters()):
+        assert (a - p.grad).abs().max() < 1e-5 * (1 + a.abs().max())

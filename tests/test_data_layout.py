@@ -1,0 +1,112 @@
+"""Tokenizer, task vocabulary, the curriculum layout token by token, and the collator."""
+import pytest
+import torch
+
+import data
+
+REC = dict(question="Q.", steps=["A.", "B.", "C."], answer="X.")
+VOCAB = data.Vocab()  # GPT-2 ids, so the layout can be read against encode()
+EX = data.tokenize([REC], VOCAB)[0]
+E = data.encode
+Q, A, B, C = E("Q.\n"), E("A.\n"), E("B.\n"), E("C.\n")
+ANS = E("### X.") + [data.EOS]
+BOT, EOT, LAT, PAUSE = data.BOT, data.EOT, data.LATENT, data.PAUSE
+
+
+def test_gpt2_ids():
+    assert data.encode("Hello world") == [15496, 995]
+    assert data.decode([15496, 995]) == "Hello world"
+    assert data.EOS == 50256 and (BOT, EOT, LAT, PAUSE) == (50257, 50258, 50259, 50260)
+
+
+def test_plain_text_never_yields_special_ids():
+    text = "<|endoftext|> <|latent|> <|start-latent|>"
+    ids = data.encode(text)
+    assert max(ids) < 50256 and data.decode(ids) == text
+    assert data.decode([BOT, LAT, EOT]) == "<|start-latent|><|latent|><|end-latent|>"
+
+
+@pytest.mark.parametrize("text", ["Every wumpus is a yumpus.\n", "  spaces  and\ttabs ", "ünïcode ✓", ""])
+def test_tokenizer_round_trip(text):
+    assert data.decode(data.encode(text)) == text
+
+
+def lay(method, stage, pad=True, **kw):
+    ids, labels, at = data.layout(EX, VOCAB, method, stage, c_thought=kw.pop("c", 1),
+                                  max_latent_stage=2, pad_latent_to_max=pad, **kw)
+    return ids, labels, at
+
+
+def masked(n):
+    return [-100] * n
+
+
+@pytest.mark.parametrize("method,stage,ids,n_prefix", [
+    ("coconut", 0, Q + [BOT, EOT] + A + B + C + ANS, len(Q) + 2),
+    ("coconut", 1, Q + [BOT, LAT, EOT] + B + C + ANS, len(Q) + 3),
+    ("coconut", 2, Q + [BOT, LAT, LAT, EOT] + C + ANS, len(Q) + 4),
+    ("coconut", 3, Q + [BOT, LAT, LAT, EOT] + ANS, len(Q) + 4),   # past K: all steps go, K thoughts
+    ("cot", 5, Q + A + B + C + ANS, len(Q)),
+    ("no_cot", 5, Q + ANS, len(Q)),
+    ("pause_token", 0, Q + [PAUSE, PAUSE] + ANS, len(Q) + 2),
+    ("no_thoughts", 1, Q + B + C + ANS, len(Q)),
+    ("no_thoughts", 3, Q + ANS, len(Q)),
+    ("pause_as_thought", 1, Q + [BOT, PAUSE, EOT] + B + C + ANS, len(Q) + 3),
+    ("no_curriculum", 0, Q + [BOT, LAT, LAT, EOT] + ANS, len(Q) + 4),
+])
+def test_layout_token_by_token(method, stage, ids, n_prefix):
+    got, labels, at = lay(method, stage)
+    assert got == ids
+    assert labels == masked(n_prefix) + ids[n_prefix:]
+    assert at == len(Q) + (1 if got[len(Q)] == BOT else 0)
+
+
+def test_layout_knobs():
+    assert lay("coconut", 2, c=2)[0] == Q + [BOT] + [LAT] * 4 + [EOT] + C + ANS
+    short = data.tokenize([dict(question="Q.", steps=["A."], answer="X.")], VOCAB)[0]
+    ids, _, _ = data.layout(short, VOCAB, "coconut", 2, max_latent_stage=2, pad_latent_to_max=True)
+    assert ids.count(LAT) == 2  # padded to min(stage, K)
+    ids, _, _ = data.layout(short, VOCAB, "coconut", 2, max_latent_stage=2, pad_latent_to_max=False)
+    assert ids.count(LAT) == 1  # as many as the example has steps
+    ids, labels, _ = lay("coconut", 3, n_latent=5, prompt_only=True)
+    assert ids == Q + [BOT] + [LAT] * 5 + [EOT] and set(labels) == {-100}
+
+
+def test_collate_aligns_thoughts_and_masks_padding():
+    recs = [dict(question="Q.", steps=["A.", "B."], answer="X."),
+            dict(question="A much longer question here.", steps=["A."], answer="Y.")]
+    exs = data.tokenize(recs, VOCAB)
+    rows = [data.layout(exs[0], VOCAB, "coconut", 2, max_latent_stage=2),
+            data.layout(exs[1], VOCAB, "coconut", 1, max_latent_stage=2)]
+    b = data.collate(rows, VOCAB)
+    s = b["start"]
+    assert b["idx"][0, s - 1] == BOT and b["idx"][1, s - 1] == BOT  # <bot> in the same column
+    assert b["latent"][:, s].all() and b["latent"][0, s + 1] and not b["latent"][1, s + 1]
+    assert b["n_latent"] == 2
+    for r, (ids, labels, at) in enumerate(rows):
+        left = s - at
+        assert not b["mask"][r, :left].any() and b["mask"][r, left:left + len(ids)].all()
+        assert not b["mask"][r, left + len(ids):].any()
+        assert b["labels"][r][~b["mask"][r]].eq(-100).all()  # padding never has a label
+        assert b["pos"][r, left:left + len(ids)].tolist() == list(range(len(ids)))
+        assert b["idx"][r, left:left + len(ids)].tolist() == ids
+
+
+def test_task_vocab_round_trip_and_unknown_words():
+    recs = [dict(question="Tom is a wumpus. Is Tom a wumpus or yumpus?", steps=["Tom is a wumpus."],
+                 answer="Tom is a wumpus.")]
+    v = data.Vocab.from_records(recs)
+    assert v.size % 64 == 0 and len(v.gpt2_ids) < 40
+    text = "Tom is a yumpus.\n### Tom is a wumpus."
+    ids = v.encode(text)
+    assert max(ids) < len(v.gpt2_ids) and v.decode(ids) == text
+    assert v.decode([v.bot, v.latent, v.eot, v.eos]) == "<|start-latent|><|latent|><|end-latent|><|endoftext|>"
+    back = data.Vocab(v.gpt2_ids)  # as stored in a checkpoint
+    assert back.encode(text) == ids
+    with pytest.raises(ValueError, match="'zebra'"):
+        v.encode("Tom is a zebra.")
+
+
+def test_tokenize_once_shapes():
+    ex = data.tokenize([REC], VOCAB)[0]
+    assert ex["question"] == Q and ex["steps"] == [A, B, C] and ex["answer"] == ANS

@@ -1,0 +1,129 @@
+"""train.py end to end on tiny settings: the curriculum lowers the loss, checkpoints resume
+exactly, eval_only evaluates any file, pretrained GPT-2 weights load, bad settings fail early."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import data
+from model import write_safetensors
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ["--n_train=256", "--n_nodes=8", "--min_hops=2", "--max_hops=3", "--max_latent_stage=2",
+        "--epochs_per_stage=1", "--n_layer=1", "--n_head=2", "--n_embd=32", "--batch_size=32",
+        "--learning_rate=3e-3", "--n_val=32", "--eval_batch_size=32", "--max_new_tokens=40",
+        "--block_size=256"]
+
+
+def train(*args, check=True):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    p = subprocess.run([sys.executable, "train.py", *TINY, *args], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=300)
+    if check and p.returncode != 0:
+        raise AssertionError(p.stdout[-3000:] + p.stderr[-3000:])
+    return p
+
+
+def read_log(out):
+    with open(os.path.join(out, "log.jsonl")) as f:
+        return [json.loads(line) for line in f]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("data")
+    data.ensure_splits("prosqa", str(d), n_train=256, seed=0, n_nodes=8, min_hops=2, max_hops=3)
+    return str(d)
+
+
+def test_two_stages_lower_loss_and_resume_exactly(data_dir, tmp_path):
+    full, part = str(tmp_path / "full"), str(tmp_path / "part")
+    train(f"--data_dir={data_dir}", f"--out_dir={full}", "--num_epochs=3")
+    log = read_log(full)
+    assert [r["stage"] for r in log] == [0, 1, 2]
+    assert log[-1]["train_loss"] < log[0]["train_loss"]
+    for k in ("epoch", "stage", "train_loss", "val_loss", "val_acc", "cot_em", "mean_tokens"):
+        assert k in log[0]
+    assert os.path.exists(os.path.join(full, "ckpt.pt")) and os.path.exists(os.path.join(full, "best.pt"))
+    assert not [f for f in os.listdir(full) if f.endswith(".tmp")]  # nothing half-written
+    # an interrupted run (stopped after 2 epochs) resumes with exactly the same losses
+    train(f"--data_dir={data_dir}", f"--out_dir={part}", "--num_epochs=2")
+    train(f"--data_dir={data_dir}", f"--out_dir={part}", "--num_epochs=3", "--init_from=resume")
+    resumed = read_log(part)
+    assert len(resumed) == 3
+    for a, b in zip(log, resumed):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], abs=1e-6)
+        assert a["val_loss"] == pytest.approx(b["val_loss"], abs=1e-6)
+
+    # eval_only on any file in the official format, with any number of thoughts
+    records = data.load_records(os.path.join(data_dir, "prosqa_test.json"))[:5]
+    path = tmp_path / "five.json"
+    path.write_text(json.dumps([{k: r[k] for k in ("question", "steps", "answer")} for r in records]))
+    for k in ("-1", "0", "4"):
+        p = train("--eval_only=True", f"--out_dir={full}", f"--val_data={path}", f"--n_latent={k}")
+        result = json.loads(p.stdout.strip().splitlines()[-1])
+        assert result["n"] == 5 and 0 <= result["val_acc"] <= 1
+        assert {"cot_em", "mean_tokens"} <= result.keys()
+
+    # a checkpoint whose model does not match the config is refused before training
+    p = train(f"--data_dir={data_dir}", f"--out_dir={full}", "--init_from=resume", "--n_embd=64",
+              "--num_epochs=4", check=False)
+    assert p.returncode != 0 and "n_embd" in p.stderr
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--method=cocnut"], "unknown method"),
+    (["--max_latent_stage=-1"], "max_latent_stage"),
+    (["--block_size=64"], "block_size=64"),
+    (["--learning_rte=1e-3"], "learning_rate"),
+    (["--batch_size=1.5"], "batch_size must be a int"),
+    (["--init_from=/nonexistent/ckpt.pt"], "no checkpoint"),
+])
+def test_bad_settings_fail_early(data_dir, tmp_path, args, message):
+    p = train(f"--data_dir={data_dir}", f"--out_dir={tmp_path}", *args, check=False)
+    assert p.returncode != 0 and message in p.stderr
+    assert not os.path.exists(os.path.join(tmp_path, "log.jsonl"))
+
+
+@pytest.mark.parametrize("method", ["cot", "no_cot", "pause_token", "no_thoughts",
+                                    "pause_as_thought", "no_curriculum"])
+def test_every_method_trains(data_dir, tmp_path, method):
+    train(f"--data_dir={data_dir}", f"--out_dir={tmp_path}", "--num_epochs=1", f"--method={method}",
+          "--n_train=256")
+    assert len(read_log(str(tmp_path))) == 1
+
+
+def tiny_gpt2_file(path):
+    """A GPT-2 with the real vocabulary in Hugging Face's layout (Conv1D weights as (in, out))."""
+    torch.manual_seed(0)
+    C, L = 16, 1
+    t = {"wte.weight": torch.randn(50257, C) * 0.02, "wpe.weight": torch.randn(256, C) * 0.02,
+         "ln_f.weight": torch.ones(C), "ln_f.bias": torch.zeros(C)}
+    for i in range(L):
+        p = f"h.{i}."
+        t.update({p + "ln_1.weight": torch.ones(C), p + "ln_1.bias": torch.zeros(C),
+                  p + "ln_2.weight": torch.ones(C), p + "ln_2.bias": torch.zeros(C),
+                  p + "attn.c_attn.weight": torch.randn(C, 3 * C) * 0.02, p + "attn.c_attn.bias": torch.zeros(3 * C),
+                  p + "attn.c_proj.weight": torch.randn(C, C) * 0.02, p + "attn.c_proj.bias": torch.zeros(C),
+                  p + "mlp.c_fc.weight": torch.randn(C, 4 * C) * 0.02, p + "mlp.c_fc.bias": torch.zeros(4 * C),
+                  p + "mlp.c_proj.weight": torch.randn(4 * C, C) * 0.02, p + "mlp.c_proj.bias": torch.zeros(C)})
+    write_safetensors(t, str(path))
+    (path.parent / "config.json").write_text(json.dumps({"n_head": 2}))
+
+
+@pytest.mark.parametrize("vocab", ["gpt2", "task"])
+def test_train_from_pretrained_file(data_dir, tmp_path, vocab):
+    weights = tmp_path / "gpt2" / "model.safetensors"
+    weights.parent.mkdir()
+    tiny_gpt2_file(weights)
+    out = tmp_path / "out"
+    p = train(f"--data_dir={data_dir}", f"--out_dir={out}", "--num_epochs=1", f"--init_from={weights}",
+              f"--vocab={vocab}", "--n_val=8")
+    ckpt = torch.load(out / "ckpt.pt", weights_only=True)
+    assert ckpt["model_args"]["n_embd"] == 16 and ckpt["model_args"]["block_size"] == 256
+    wte = ckpt["model"]["transformer.wte.weight"]
+    assert wte.shape[0] == (50304 if vocab == "gpt2" else ckpt["model_args"]["vocab_size"])
+    assert "1 process" in p.stdout or "1 process" in p.stderr
