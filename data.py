@@ -308,8 +308,9 @@ def ensure_splits(task, out_dir, n_train=None, seed=0, **knobs):
                          f"of {{question, steps, answer}}).{hint}")
     print(f"generating {task} data into {out_dir} ({meta})")
     write_splits(task, out_dir, n_train=n_train, seed=seed, **knobs)
-    with open(meta_path, "w") as f:  # written last: its presence means the splits are complete
+    with open(meta_path + ".tmp", "w") as f:  # written last: the splits are complete
         json.dump(meta, f)
+    os.replace(meta_path + ".tmp", meta_path)  # atomic, so runs started together may race
     return paths
 
 
@@ -467,8 +468,13 @@ class Vocab:
         return decode(ids if self.index is None else [self.gpt2_ids[i] for i in ids if i < len(self.gpt2_ids)])
 
 
-def tokenize(records, vocab):
-    """Tokenize a dataset once; every stage's layout is then list work on these ids."""
+def tokenize(records, vocab, questions_only=False):
+    """Tokenize a dataset once; every stage's layout is then list work on these ids.
+    questions_only keeps just the number of steps: enough for prompts, and an answer with a
+    word outside a task vocabulary is then simply a wrong answer, not an error."""
+    if questions_only:
+        return [dict(question=vocab.encode(r["question"] + "\n"), steps=[[]] * len(r["steps"]),
+                     answer=[]) for r in records]
     return [dict(question=vocab.encode(r["question"] + "\n"),
                  steps=[vocab.encode(s + "\n") for s in r["steps"]],
                  answer=vocab.encode("### " + r["answer"]) + [vocab.eos]) for r in records]

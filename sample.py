@@ -2,12 +2,14 @@
 Samples from a trained checkpoint: each continuous thought decoded through the LM head, the
 generated text and its answer; and the paper's two analyses of ProsQA (Section 5).
 
-    python sample.py --out_dir=out-prosqa-cpu                       # one test question
-    python sample.py --out_dir=out-prosqa-cpu --num_samples=500     # accuracy on 500 of them
-    python sample.py --out_dir=out-prosqa-cpu --latent 2            # 2 thoughts, not as trained
-    python sample.py --out_dir=out-prosqa-cpu --question="Tom is a wumpus. Every wumpus is a yumpus. Is Tom a yumpus or zumpus?"
-    python sample.py --out_dir=out-prosqa-cpu --analyze=frontier    # values of frontier nodes
-    python sample.py --out_dir=out-prosqa-cpu --analyze=mixing      # k thoughts, then language
+    python train.py config/prosqa_cpu.py           # first: a small model into out/ (~15 min)
+    python sample.py                               # one test question, its thoughts decoded
+    python sample.py --num_samples=500             # accuracy on 500 test questions
+    python sample.py --latent 2                    # 2 thoughts instead of the trained number
+    python sample.py --question="Tom is a wumpus. Every wumpus is a yumpus. Is Tom a yumpus or zumpus?"
+    python sample.py --analyze=frontier            # values of frontier nodes after k thoughts
+    python sample.py --analyze=mixing              # k thoughts, then language: path categories
+    python sample.py --out_dir=out-cot             # another run's checkpoint
 
 Answers are greedy and checked the way train.py checks them (the text after "#", exact match).
 """
@@ -64,7 +66,8 @@ def checkpoint_path(out_dir, init_from):
         if os.path.isfile(os.path.join(out_dir, name)):
             return os.path.join(out_dir, name)
     raise SystemExit(f"no checkpoint in {out_dir}/ (best.pt or ckpt.pt). Train one first: "
-                     f"python train.py config/prosqa_cpu.py, then pass its out_dir with --out_dir")
+                     "python train.py config/prosqa_cpu.py (it writes out/), or point --out_dir "
+                     "or --init_from at another run's checkpoint")
 
 
 def trained_thoughts(cfg):
@@ -78,6 +81,14 @@ def prompt(ex, vocab, cfg, n_latent=None):
     return data.layout(ex, vocab, cfg["method"], cfg["max_latent_stage"] + 1, cfg["c_thought"],
                        cfg["max_latent_stage"], cfg["pad_latent_to_max"], n_latent=n_latent,
                        prompt_only=True)
+
+
+def example(record, vocab):
+    """A record tokenized for its prompt, which reads only the question (as data.tokenize lays
+    it out) and the number of steps: the steps and the answer may hold words a task vocabulary
+    lacks, and a free question has no answer."""
+    return dict(question=vocab.encode(record["question"] + "\n"),
+                steps=[[] for _ in record["steps"]], answer=[])
 
 
 def answer_of(text):
@@ -100,8 +111,7 @@ def run(model, vocab, records, cfg, latent=-1, max_new_tokens=96, batch_size=128
     thoughts (per thought, its top_k (token, probability) pairs through the LM head).
     """
     device = next(model.parameters()).device
-    # a prompt never reads the answer's tokens: a free question's missing answer is tokenized as ""
-    examples = data.tokenize([dict(r, answer=r["answer"] or "") for r in records], vocab)
+    examples = [example(r, vocab) for r in records]
     results = []
     for i in range(0, len(examples), batch_size):
         prompts = [prompt(ex, vocab, cfg, None if latent < 0 else latent)
@@ -115,8 +125,8 @@ def run(model, vocab, records, cfg, latent=-1, max_new_tokens=96, batch_size=128
         batch = data.collate(prompts, vocab, device)
         tokens, thoughts = coconut.generate(model, batch, max_new_tokens, vocab.eos, return_thoughts=True)
         # what each thought would say if it were decoded as a token (it never is)
-        probs, ids = F.softmax(model.lm_head(thoughts).float(), -1).topk(top_k, -1)  # (B, n, top_k)
-        probs, ids, tokens = probs.tolist(), ids.tolist(), tokens.tolist()
+        probs, top = F.softmax(model.lm_head(thoughts).float(), -1).topk(top_k, -1)  # (B, n, top_k)
+        probs, top, tokens = probs.tolist(), top.tolist(), tokens.tolist()
         for b, (ids_b, _, _) in enumerate(prompts):
             record, row = records[i + b], tokens[b]
             row = row[:row.index(vocab.eos) + 1] if vocab.eos in row else row
@@ -127,7 +137,7 @@ def run(model, vocab, records, cfg, latent=-1, max_new_tokens=96, batch_size=128
                 question=record["question"], text=text, answer=answer_of(text), truth=truth,
                 correct=None if truth is None else answer_of(text) == answer_of(truth),
                 n_thoughts=n, n_tokens=len(row) + n,
-                thoughts=[[(vocab.decode([t]), p) for t, p in zip(ids[b][j], probs[b][j])]
+                thoughts=[[(vocab.decode([t]), p) for t, p in zip(top[b][j], probs[b][j])]
                           for j in range(n)]))
     return results
 
@@ -173,6 +183,8 @@ def frontier_values(model, vocab, record, ex, k, cfg):
     children, _ = graph(record)
     dist = data.bfs(children, record["root"])
     nodes = [v for v, d in dist.items() if d == k // cfg["c_thought"]]  # step k/c names them
+    if not nodes:  # the graph is shallower than k steps
+        return []
     ids, _, at = prompt(ex, vocab, cfg, n_latent=k)  # ends with <eot>
     head = ids + vocab.encode("Every")  # a step right after <eot> has no leading space
     rows = []
@@ -238,9 +250,9 @@ def check_graph(records):
 
 def print_frontier(model, vocab, records, cfg, K):
     check_graph(records)
-    examples = data.tokenize(records, vocab)
+    examples = [example(r, vocab) for r in records]
     ks = range(cfg["c_thought"], K + 1, cfg["c_thought"])  # one step per c thoughts
-    means = {k: ([], []) for k in ks}  # values of nodes that reach the target / do not
+    values = {k: {True: [], False: []} for k in ks}  # by whether the node reaches the target
     for i, (record, ex) in enumerate(zip(records, examples)):
         sym = record["idx_to_symbol"]
         if i < SHOW:
@@ -249,15 +261,15 @@ def print_frontier(model, vocab, records, cfg, K):
         for k in ks:
             rows = frontier_values(model, vocab, record, ex, k, cfg)
             for v, value, reach, height in rows:
-                means[k][not reach].append(value)
+                values[k][reach].append(value)
             if i < SHOW and rows:
                 print(f"  after {k} thought(s), 'Every' then:   value  reaches target  height")
                 for v, value, reach, height in rows:
                     print(f"    {sym[v]:>24}  {value:.3f}  {'yes' if reach else 'no':>14}  {height:>6}")
     print(f"mean value of frontier nodes over {len(records)} questions:")
-    for k, (yes, no) in means.items():
-        mean = lambda xs: f"{sum(xs) / len(xs):.3f} ({len(xs)})" if xs else "-"
-        print(f"  k={k}: reaching the target {mean(yes)}, not reaching it {mean(no)}")
+    mean = lambda xs: f"{sum(xs) / len(xs):.3f} ({len(xs)} nodes)" if xs else "-"
+    for k, by_reach in values.items():
+        print(f"  k={k}: reaching the target {mean(by_reach[True])}, not reaching it {mean(by_reach[False])}")
 
 
 def print_mixing(model, vocab, records, cfg, K, max_new_tokens, batch_size):
@@ -320,7 +332,7 @@ if __name__ == "__main__":
             for i, r in enumerate(results[:SHOW]):
                 print_result(i + 1, r)
             if len(results) > SHOW:
-                print(f"... ({len(results) - SHOW} more questions not shown)")
+                print(f"... and {len(results) - SHOW} more, not shown")
             correct, judged, mean_tokens = accuracy(results)
             if len(results) > 1 and judged:
                 print(f"accuracy {correct / judged:.3f} ({correct}/{judged}), "

@@ -5,7 +5,7 @@ Trains Coconut (or a baseline) with the multi-stage curriculum, evaluating every
     python train.py config/prosqa_cpu.py --method=cot         # the CoT baseline, same budget
     python train.py config/prosqa.py                          # the paper's recipe (GPU)
     torchrun --standalone --nproc_per_node=4 train.py config/prosqa.py
-    python train.py --eval_only=True --out_dir=out-prosqa-cpu --val_data=FILE --n_latent=6
+    python train.py --eval_only=True --val_data=FILE --n_latent=6      # evaluates out/best.pt
 """
 import json
 import math
@@ -137,14 +137,15 @@ def load_checkpoint(path):
 ckpt = None
 if init_from == "resume":
     ckpt = load_checkpoint(os.path.join(out_dir, "ckpt.pt"))
-elif eval_only and init_from == "scratch":
-    ckpt = load_checkpoint(os.path.join(out_dir, "best.pt"))
+elif eval_only and init_from == "scratch":  # the best checkpoint of out_dir, else the last
+    best = os.path.join(out_dir, "best.pt")
+    ckpt = load_checkpoint(best if os.path.exists(best) else os.path.join(out_dir, "ckpt.pt"))
 elif init_from.endswith(".pt"):
     ckpt = load_checkpoint(init_from)
 if ckpt is not None and not eval_only:
-    # the model is the checkpoint's; a config that asks for another one is a mistake
+    # resuming a run with another model size is a mistake; a checkpoint path sets the size
     for k in ("n_layer", "n_head", "n_embd", "block_size"):
-        if ckpt["model_args"][k] != config[k] and init_from != "scratch":
+        if ckpt["model_args"][k] != config[k] and init_from == "resume":
             raise SystemExit(f"the checkpoint's model has {k}={ckpt['model_args'][k]}, but the "
                              f"config says {k}={config[k]}; use the checkpoint's value or "
                              "another checkpoint")
@@ -152,7 +153,7 @@ if ckpt is not None and not eval_only:
         raise SystemExit(f"the checkpoint was trained on task={ckpt['config']['task']!r} with "
                          f"vocab={ckpt['config']['vocab']!r}, not {task!r}/{vocab!r}")
 if ckpt is not None and eval_only:
-    for k in ("task", "method", "c_thought", "max_latent_stage", "pad_latent_to_max", "vocab"):
+    for k in ("task", "data_dir", "method", "c_thought", "max_latent_stage", "pad_latent_to_max", "vocab"):
         config[k] = globals()[k] = ckpt["config"][k]  # evaluate the way it was trained
 
 # -----------------------------------------------------------------------------
@@ -178,7 +179,7 @@ elif ckpt is not None or vocab == "gpt2":
 else:
     tok = data.Vocab.from_records(train_records)
 train_set = data.tokenize(train_records, tok)
-val_set = data.tokenize(val_records, tok)
+val_set = data.tokenize(val_records, tok, questions_only=eval_only)
 if n_val > 0:
     val_records, val_set = val_records[:n_val], val_set[:n_val]
 layout_args = dict(c_thought=c_thought, max_latent_stage=max_latent_stage,
@@ -190,6 +191,8 @@ layout_args = dict(c_thought=c_thought, max_latent_stage=max_latent_stage,
 if ckpt is not None:
     model = GPT(GPTConfig(**ckpt["model_args"]))
     model.load_state_dict(ckpt["model"])
+    for k in ("n_layer", "n_head", "n_embd", "block_size"):
+        config[k] = globals()[k] = ckpt["model_args"][k]
 elif init_from == "scratch":
     model = GPT(GPTConfig(block_size=block_size, vocab_size=tok.size, n_layer=n_layer,
                           n_head=n_head, n_embd=n_embd, dropout=dropout))
@@ -234,7 +237,7 @@ def evaluate(stage, thoughts=None, with_loss=True):
     """Validation loss, answer accuracy, CoT exact match and mean generated tokens (this rank's
     share of the validation set, then summed over ranks)."""
     model.eval()
-    totals = torch.zeros(5, device=device)  # loss sum, label count, correct, cot match, tokens
+    totals = torch.zeros(6, device=device)  # loss, labels, correct, cot match, tokens, cot count
     mine = list(range(rank, len(val_set), world_size))
     for i in range(0, len(mine), eval_batch_size):
         ids = mine[i:i + eval_batch_size]
@@ -257,15 +260,17 @@ def evaluate(stage, thoughts=None, with_loss=True):
             answer = text.split("#")[-1].replace(",", "").strip()
             totals[2] += answer == record["answer"].replace(",", "").strip()
             dropped = data.stage_plan(len(record["steps"]), method, stage, **layout_args)[0]
-            totals[3] += text.split("#")[0].strip() == "\n".join(record["steps"][dropped:]).strip()
+            if dropped < len(record["steps"]):  # CoT match: only where steps remain in language
+                totals[3] += text.split("#")[0].strip() == "\n".join(record["steps"][dropped:]).strip()
+                totals[5] += 1
             totals[4] += len(row) + prompt[0].count(tok.latent)  # thoughts count as generated
     if ddp:
         dist.all_reduce(totals)
     model.train()
     n = len(val_set)
     loss = dict(val_loss=(totals[0] / totals[1].clamp(min=1)).item()) if with_loss else {}
-    return dict(**loss, val_acc=totals[2].item() / n, cot_em=totals[3].item() / n,
-                mean_tokens=totals[4].item() / n, n=n)
+    cot_em = totals[3].item() / totals[5].item() if totals[5] > 0 else None  # None: no steps left
+    return dict(**loss, val_acc=totals[2].item() / n, cot_em=cot_em, mean_tokens=totals[4].item() / n, n=n)
 
 
 if eval_only:

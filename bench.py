@@ -1,0 +1,290 @@
+"""
+Measured speed of Coconut's latent loop, each figure against its baseline, in one run:
+
+1. a training step at the last stage (6 thoughts) through the cached latent loop, against the
+   same tokens as one plain forward (CoT-equivalent) and against the recompute-per-thought loop;
+2. answering N questions with batched, KV-cached generation, against one question at a time
+   with the whole prefix recomputed for every new token (the official implementation's way);
+3. one continuous thought at batch 1 (eager, and compiled on CUDA) next to its bandwidth floor.
+
+Random weights: this measures speed only. The last line printed is one JSON object.
+
+    python bench.py                      # GPT-2 small, ProsQA lengths: ~6 minutes on 2 CPU cores
+    python bench.py --quick=True         # tiny sizes: a few seconds
+    python bench.py --device=cuda        # bf16 autocast, MFU, CUDA-graph thought step
+"""
+import json
+import random
+import statistics
+import sys
+import time
+from contextlib import nullcontext
+
+import torch
+
+import coconut
+import data
+from configurator import configure
+from model import GPT, GPTConfig, KVCache
+
+# -----------------------------------------------------------------------------
+# default config values: GPT-2 small (124M) on ProsQA-length questions
+quick = False  # tiny sizes (QUICK below) for a run of seconds; flags still override them
+device = "auto"  # 'auto', 'cpu', 'cuda', 'cuda:1'
+dtype = "auto"  # 'auto' (bfloat16 autocast on CUDA, else float32), 'float32', 'bfloat16'
+compile = True  # also time the thought step under torch.compile with CUDA graphs (CUDA only)
+n_layer = 12
+n_head = 12
+n_embd = 768
+question_len = 360  # ProsQA questions are ~360 GPT-2 tokens long
+question_spread = 40  # each question's length is drawn from question_len +- question_spread
+n_thoughts = 6  # ProsQA's last stage: 6 steps x 1 thought per step
+batch_size = 0  # training rows; 0: 4 on CPU, 16 on CUDA
+n_gen = 0  # questions to answer; 0: 2 on CPU, 32 on CUDA
+max_new_tokens = 64  # every question gets exactly this many new tokens (no stop at <eos>)
+burn_in = 1  # untimed calls before each measurement
+repeats = 3  # timed calls per measurement; the median is reported
+slow_repeats = 0  # timed calls of the slow baselines; 0: 1 on CPU (one call is ~a minute), else repeats
+latent_iters = 50  # thoughts per timed call of the latent step
+peak_flops = 0.0  # the device's peak FLOP/s for MFU; 0: looked up by device name (GPUs only)
+mem_bandwidth = 0.0  # the device's memory bandwidth in bytes/s; 0: looked up by device name
+seed = 0
+# -----------------------------------------------------------------------------
+QUICK = dict(n_layer=2, n_head=2, n_embd=64, question_len=48, question_spread=8, batch_size=2,
+             n_gen=2, max_new_tokens=8, repeats=2, latent_iters=5)
+config_keys = [k for k, v in globals().items() if not k.startswith("_") and isinstance(v, (int, float, bool, str))]
+defaults = {k: globals()[k] for k in config_keys}
+settings = configure(defaults, sys.argv[1:])
+if settings["quick"]:  # the tiny sizes first, so flags given on the command line still win
+    settings = configure({**defaults, **QUICK}, sys.argv[1:])
+globals().update(settings)
+# -----------------------------------------------------------------------------
+
+# datasheet figures, matched by substring of the GPU's name, in this order
+PEAK_BF16_FLOPS = {"H100 PCIe": 756e12, "H100": 989e12, "H200": 989e12, "A100": 312e12}  # dense
+MEM_BANDWIDTH = {"H100 PCIe": 2.0e12, "H100": 3.35e12, "H200": 4.8e12, "A100": 2.0e12}  # bytes/s
+
+if device == "auto":
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+device_type = device.split(":")[0]
+if dtype == "auto":
+    dtype = "bfloat16" if device_type == "cuda" and torch.cuda.is_bf16_supported() else "float32"
+ptdtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+autocast = nullcontext() if ptdtype == torch.float32 else torch.autocast(device_type, dtype=ptdtype)
+batch_size = batch_size or (16 if device_type == "cuda" else 4)
+n_gen = n_gen or (32 if device_type == "cuda" else 2)
+slow_repeats = slow_repeats or (repeats if device_type == "cuda" else 1)
+if device_type == "cuda":
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    device_name = torch.cuda.get_device_name(device)
+else:
+    device_name = f"{device_type} ({torch.get_num_threads()} threads)"
+
+
+def lookup(table, given):
+    """A setting if given (> 0), else the datasheet figure of this GPU, else None."""
+    if given > 0:
+        return given
+    return next((v for k, v in table.items() if k in device_name), None) if device_type == "cuda" else None
+
+
+peak = lookup(PEAK_BF16_FLOPS, peak_flops)
+bandwidth = lookup(MEM_BANDWIDTH, mem_bandwidth)
+
+
+def sync():
+    if device_type == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fn, burn_in=burn_in, repeats=repeats):
+    """(median seconds per call, last result) of fn over `repeats` timed calls after `burn_in`."""
+    for _ in range(burn_in):
+        fn()
+    times = []
+    for _ in range(repeats):
+        sync()
+        t0 = time.perf_counter()
+        out = fn()
+        sync()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), out
+
+
+# -----------------------------------------------------------------------------
+# ProsQA-shaped examples of random tokens, laid out at the last stage: question, <bot>,
+# n_thoughts x <latent>, <eot>, answer (every language step replaced by a thought)
+
+torch.manual_seed(seed)
+rng = random.Random(seed)
+vocab = data.Vocab()  # GPT-2's ids; the markers come after <|endoftext|>
+rand_ids = lambda n: [rng.randrange(data.EOS) for _ in range(n)]  # ordinary tokens, never a marker
+examples = [dict(question=rand_ids(rng.randint(question_len - question_spread, question_len + question_spread)),
+                 steps=[rand_ids(8)] * n_thoughts,  # dropped at the last stage: only their count matters
+                 answer=rand_ids(9) + [vocab.eos])
+            for _ in range(max(batch_size, n_gen))]
+last_stage = dict(method="coconut", stage=n_thoughts + 1, max_latent_stage=n_thoughts)
+batch = data.collate([data.layout(ex, vocab, **last_stage) for ex in examples[:batch_size]], vocab, device)
+cot_batch = dict(batch, latent=torch.zeros_like(batch["latent"]), n_latent=0)  # <latent> as a token
+prompts = [data.layout(ex, vocab, **last_stage, prompt_only=True) for ex in examples[:n_gen]]
+gen_batch = data.collate(prompts, vocab, device)
+
+model = GPT(GPTConfig(vocab_size=vocab.size, n_layer=n_layer, n_head=n_head, n_embd=n_embd)).to(device)
+B, T = batch["idx"].shape
+n_tokens = int(batch["mask"].sum())  # real tokens, padding excluded
+print(f"device {device_name}, {dtype}; model {model.num_params() / 1e6:.1f}M parameters "
+      f"({n_layer} layers, {n_head} heads, {n_embd} wide)")
+
+# -----------------------------------------------------------------------------
+# 1. training step: forward, backward, AdamW
+
+optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01, fused=device_type == "cuda")
+
+
+def train_step(forward, batch):
+    with autocast:
+        loss = coconut.lm_loss(model, forward(model, batch), batch["labels"])
+    loss.backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
+def mfu(seconds):
+    """nanoGPT's estimate: 6 FLOPs per parameter per token (forward + backward) plus attention,
+    over the peak bf16 FLOP/s. lm_loss runs the LM head only where there is a label, so the
+    head counts at labelled positions only (counting it everywhere would overstate MFU ~1.4x)."""
+    if peak is None:
+        return None
+    head = model.lm_head.weight.numel()
+    n_labels = int((batch["labels"][:, 1:] != -100).sum())
+    L, H, Q = n_layer, n_head, n_embd // n_head
+    flops = (6 * (model.num_params() - head) + 12 * L * H * Q * T) * n_tokens + 6 * head * n_labels
+    return flops / seconds / peak
+
+
+model.train()
+t_cot, _ = timed(lambda: train_step(coconut.latent_forward, cot_batch))  # first: warms up everything
+t_coconut, _ = timed(lambda: train_step(coconut.latent_forward, batch))
+t_reference, _ = timed(lambda: train_step(coconut.reference_forward, batch), repeats=slow_repeats)
+del optimizer
+
+# -----------------------------------------------------------------------------
+# 2. generation: the same questions, thoughts then exactly max_new_tokens greedy tokens
+
+
+@torch.no_grad()
+def generate_batched():
+    with autocast:  # eos_id=-1 never comes out of argmax: every row makes max_new_tokens tokens
+        return coconut.generate(model, gen_batch, max_new_tokens, eos_id=-1)
+
+
+@torch.no_grad()
+def generate_recompute(prompt):
+    """One question the way the official generate() does it: the thoughts once, then a forward
+    over the whole prefix, no cache, for every new token. Like coconut.generate it also runs a
+    forward after the last token. Logits only at the last position (the official computes all)."""
+    b = data.collate([prompt], vocab, device)
+    with autocast:
+        h = coconut.reference_forward(model, b)  # (1, T, C), the thoughts filled in
+        # the input embeddings with the thoughts in place: column t's is column t-1's hidden state
+        x = torch.where(b["latent"][..., None], h.roll(1, dims=1), model.transformer.wte(b["idx"]))
+        pos, out = b["pos"], []
+        for _ in range(max_new_tokens):
+            tok = model.lm_head(h[:, -1:]).argmax(-1)  # (1, 1)
+            out.append(tok)
+            x = torch.cat([x, model.transformer.wte(tok)], dim=1)  # (1, T+1, C)
+            pos = torch.cat([pos, pos[:, -1:] + 1], dim=1)
+            h = model(embeds=x, pos=pos)  # (1, T+1, C): everything again, for one token
+    return torch.cat(out, dim=1)  # (1, max_new_tokens)
+
+
+model.eval()
+t_gen, tokens = timed(generate_batched)
+# no burn-in: every pass has a new length, and the passes before warmed up the same kernels
+t_recompute, tokens_recompute = timed(lambda: torch.cat([generate_recompute(p) for p in prompts]),
+                                      burn_in=0, repeats=slow_repeats)
+same_tokens = torch.equal(tokens, tokens_recompute)  # random weights: bf16 rounding may flip ties
+
+# -----------------------------------------------------------------------------
+# 3. one continuous thought at batch 1: one cached forward of one position, after a question
+
+if ptdtype != torch.float32:
+    model.to(ptdtype)  # weights in the compute dtype, as a decoder keeps them (no cast per call)
+prompt = data.collate(prompts[:1], vocab, device)
+start = prompt["start"]  # the question and <bot> come before the first thought
+cache = KVCache(model.config, 1, start + 1, device)
+with torch.no_grad():
+    h0 = model(idx=prompt["idx"][:, :start], cache=cache)[:, -1:].clone()  # (1, 1, C) the first thought
+pos = torch.full((1, 1), start, device=device)
+ones = torch.ones(1, 1, dtype=torch.bool, device=device)
+
+
+def thought(e, cache):
+    return model(embeds=e, pos=pos, mask=ones, cache=cache)  # (1, 1, C)
+
+
+def latent_loop(step):
+    @torch.no_grad()
+    def run():
+        e = h0
+        for _ in range(latent_iters):
+            cache.end = start  # every thought writes the same slot, so the shapes never change
+            e = step(e, cache).clone()  # clone: a CUDA graph overwrites its output on the next call
+    return run
+
+
+t_thought = timed(latent_loop(thought))[0] / latent_iters
+t_thought_compiled = None
+if compile and device_type == "cuda":
+    try:
+        for t in cache.k + cache.v + [cache.valid]:
+            torch._dynamo.mark_static_address(t)  # written in place: the graph keeps their address
+        step = torch.compile(thought, mode="reduce-overhead", fullgraph=True)
+        t_thought_compiled = timed(latent_loop(step), burn_in=2)[0] / latent_iters
+    except Exception as e:  # report the eager figure alone rather than fail the whole bench
+        print(f"torch.compile of the thought step failed: {type(e).__name__}: {str(e)[:500]}")
+# a thought reads every block's weights and the cached keys and values, not the embedding table
+weight_bytes = sum(p.numel() * p.element_size() for m in (model.transformer.h, model.transformer.ln_f)
+                   for p in m.parameters())
+kv_bytes = sum(t[:, :, :start + 1].numel() * t.element_size() for t in cache.k + cache.v)
+t_floor = None if bandwidth is None else (weight_bytes + kv_bytes) / bandwidth
+
+# -----------------------------------------------------------------------------
+# report: a table, then every figure as one JSON object on the last line
+
+fmt = lambda x, spec: "-" if x is None else format(x, spec)
+n_labels = int((batch["labels"][:, 1:] != -100).sum())
+print(f"\ntraining step: batch {B} x {T} columns ({n_tokens} real tokens, {n_labels} labelled), "
+      f"{n_thoughts} thoughts, forward + backward + AdamW")
+print(f"  {'':42} {'ms/step':>10} {'tokens/s':>10} {'MFU':>7}  {'vs coconut':>10}")
+for name, t in (("coconut: cached latent loop", t_coconut), ("CoT-equivalent: one forward, no thoughts", t_cot),
+                ("reference: recompute per thought", t_reference)):
+    print(f"  {name:42} {t * 1e3:10.1f} {n_tokens / t:10.0f} {fmt(mfu(t), '7.1%')}  {t / t_coconut:9.2f}x")
+print(f"  coconut / CoT {t_coconut / t_cot:.2f}x (CPU target <= 1.25), "
+      f"speed-up over reference {t_reference / t_coconut:.1f}x (CPU target >= 3)")
+print(f"\ngeneration: {n_gen} questions ({gen_batch['idx'].size(1)}-column prompts), {n_thoughts} "
+      f"thoughts + {max_new_tokens} greedy tokens each")
+print(f"  {'':42} {'seconds':>10} {'questions/s':>12}")
+for name, t in (("batched, KV cache (coconut.generate)", t_gen), ("one at a time, full recompute", t_recompute)):
+    print(f"  {name:42} {t:10.3f} {n_gen / t:12.2f}")
+print(f"  speed-up {t_recompute / t_gen:.1f}x (CPU target >= 20), same tokens: {same_tokens}")
+print(f"\nlatent step: one thought at batch 1 after {start} cached positions")
+print(f"  {'eager':42} {t_thought * 1e6:10.1f} us")
+print(f"  {'compiled (reduce-overhead)':42} {fmt(t_thought_compiled and t_thought_compiled * 1e6, '10.1f'):>10} us")
+print(f"  {'bandwidth floor':42} {fmt(t_floor and t_floor * 1e6, '10.1f'):>10} us "
+      f"({(weight_bytes + kv_bytes) / 1e6:.0f} MB at {fmt(bandwidth and bandwidth / 1e12, '.2f')} TB/s)")
+
+r = lambda x, n=4: None if x is None else float(f"{x:.{n}g}")  # 4 significant digits
+print(json.dumps(dict(
+    device=device_name, dtype=dtype, n_params=model.num_params(), batch_size=B, seq_len=T,
+    n_thoughts=n_thoughts, n_gen=n_gen, max_new_tokens=max_new_tokens,
+    train_ms_coconut=r(t_coconut * 1e3), train_ms_cot=r(t_cot * 1e3), train_ms_reference=r(t_reference * 1e3),
+    train_tokens_per_s=r(n_tokens / t_coconut), train_tokens_per_s_cot=r(n_tokens / t_cot),
+    train_step_ratio_vs_cot=r(t_coconut / t_cot), train_speedup_vs_reference=r(t_reference / t_coconut),
+    mfu=r(mfu(t_coconut)), mfu_cot=r(mfu(t_cot)),
+    gen_questions_per_s=r(n_gen / t_gen), gen_recompute_questions_per_s=r(n_gen / t_recompute),
+    generate_speedup_vs_recompute=r(t_recompute / t_gen), gen_same_tokens=same_tokens,
+    latent_step_us=r(t_thought * 1e6), latent_step_us_compiled=r(t_thought_compiled and t_thought_compiled * 1e6),
+    latent_step_floor_us=r(t_floor and t_floor * 1e6),
+)))
