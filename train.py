@@ -213,15 +213,16 @@ else:  # pretrained GPT-2: a name or a model.safetensors path
 model_args = dict(vars(model.config))
 model.to(device)
 
-# every sequence must fit the context: check the longest layout before training starts
-longest = max((len(ex["question"]) + 2 + max_latent_stage * c_thought + sum(map(len, ex["steps"]))
-               + len(ex["answer"]) + max_new_tokens * (split == "val"), i, split)
-              for split, dataset in (("train", train_set), ("val", val_set))
-              for i, ex in enumerate(dataset))
+# every sequence must fit the context: check the longest before training starts
+thoughts_max = 2 + max_latent_stage * c_thought  # <bot>, <eot> and the thoughts
+longest = max([(len(ex["question"]) + thoughts_max + sum(map(len, ex["steps"])) + len(ex["answer"]), i, "train")
+               for i, ex in enumerate(train_set)] +  # a generous bound on every stage's layout
+              [(len(ex["question"]) + thoughts_max + max_new_tokens, i, "validation")
+               for i, ex in enumerate(val_set)])  # a prompt and the tokens generated after it
 if longest[0] > model.config.block_size:
-    raise SystemExit(f"{longest[2]} example {longest[1]} needs {longest[0]} positions (with "
-                     f"{max_new_tokens} new tokens when generating), more than the context "
-                     f"block_size={model.config.block_size}; raise block_size or shorten the data")
+    raise SystemExit(f"{longest[2]} example {longest[1]} needs {longest[0]} positions, more than "
+                     f"the context block_size={model.config.block_size} (generation adds "
+                     f"max_new_tokens={max_new_tokens}); raise block_size or shorten the data")
 fwd_model = torch.compile(model, dynamic=True) if compile and device_type == "cuda" else model
 
 # -----------------------------------------------------------------------------

@@ -15,14 +15,19 @@ n_layer = 2
 n_head = 4
 n_embd = 128
 block_size = 256
-# the curriculum: stage 0 is CoT, stage k replaces k steps with k thoughts (c=1, K=3)
+# the curriculum: stage 0 is CoT, stage k replaces k steps with k thoughts (c=1, K=3);
+# one epoch (1,250 steps, ~2.5 minutes on 2 cores) per stage, then 3 at the last stage
 max_latent_stage = 3
-epochs_per_stage = 2
-num_epochs = 12
-uniform_prob = 0.1
-# AdamW, larger steps than the paper's 1e-4 (a small model from scratch), warmup after resets
+epochs_per_stage = 1
+num_epochs = 6
+uniform_prob = 0.1  # 10% of examples at a random stage: earlier stages are not forgotten
+# AdamW with larger steps than the paper's 1e-4 (a small model from scratch), warmup after
+# each optimizer reset, cosine decay over the run
 batch_size = 32
 learning_rate = 2e-3
 warmup_steps = 100
+decay_lr = True
+min_lr = 1e-4
 weight_decay = 0.01
-n_val = 300
+eval_batch_size = 300
+max_new_tokens = 48  # the longest chain of thought and answer is 45 tokens
