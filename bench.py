@@ -9,11 +9,12 @@ Measured speed of Coconut's latent loop, each figure against its baseline, in on
 
 Random weights: this measures speed only. The last line printed is one JSON object.
 
-    python bench.py                      # GPT-2 small, ProsQA lengths: ~6 minutes on 2 CPU cores
-    python bench.py --quick=True         # tiny sizes: a few seconds
-    python bench.py --device=cuda        # bf16 autocast, MFU, CUDA-graph thought step
+    python bench.py                  # GPT-2 small, ProsQA lengths: ~5 minutes on 2 CPU cores
+    python bench.py --quick=True     # tiny sizes: a few seconds
+    python bench.py --device=cuda    # bf16 autocast, MFU, CUDA-graph thought step: ~2 min on an H200
 """
 import json
+import os
 import random
 import statistics
 import sys
@@ -40,11 +41,10 @@ question_len = 360  # ProsQA questions are ~360 GPT-2 tokens long
 question_spread = 40  # each question's length is drawn from question_len +- question_spread
 n_thoughts = 6  # ProsQA's last stage: 6 steps x 1 thought per step
 batch_size = 0  # training rows; 0: 4 on CPU, 16 on CUDA
-n_gen = 0  # questions to answer; 0: 2 on CPU, 32 on CUDA
+n_gen = 0  # questions to answer; 0: 4 on CPU, 32 on CUDA
 max_new_tokens = 64  # every question gets exactly this many new tokens (no stop at <eos>)
 burn_in = 1  # untimed calls before each measurement
 repeats = 3  # timed calls per measurement; the median is reported
-slow_repeats = 0  # timed calls of the slow baselines; 0: 1 on CPU (one call is ~a minute), else repeats
 latent_iters = 50  # thoughts per timed call of the latent step
 peak_flops = 0.0  # the device's peak FLOP/s for MFU; 0: looked up by device name (GPUs only)
 mem_bandwidth = 0.0  # the device's memory bandwidth in bytes/s; 0: looked up by device name
@@ -72,8 +72,10 @@ if dtype == "auto":
 ptdtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
 autocast = nullcontext() if ptdtype == torch.float32 else torch.autocast(device_type, dtype=ptdtype)
 batch_size = batch_size or (16 if device_type == "cuda" else 4)
-n_gen = n_gen or (32 if device_type == "cuda" else 2)
-slow_repeats = slow_repeats or (repeats if device_type == "cuda" else 1)
+n_gen = n_gen or (32 if device_type == "cuda" else 4)
+# the recompute baselines take minutes a call on CPU, and each call is dozens of full passes
+# through kernels the measurements before them warmed up: there, one timed call and no burn-in
+slow = dict(burn_in=burn_in, repeats=repeats) if device_type == "cuda" else dict(burn_in=0, repeats=1)
 if device_type == "cuda":
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
@@ -98,18 +100,19 @@ def sync():
         torch.cuda.synchronize()
 
 
-def timed(fn, burn_in=burn_in, repeats=repeats):
-    """(median seconds per call, last result) of fn over `repeats` timed calls after `burn_in`."""
-    for _ in range(burn_in):
-        fn()
-    times = []
-    for _ in range(repeats):
-        sync()
-        t0 = time.perf_counter()
-        out = fn()
-        sync()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), out
+def timed(*fns, burn_in=burn_in, repeats=repeats):
+    """[(median seconds per call, last result)] of each fn over `repeats` timed calls after
+    `burn_in`; the fns take turns, so that a change in load from other processes hits all alike."""
+    times, outs = [[] for _ in fns], [None] * len(fns)
+    for i in range(burn_in + repeats):
+        for j, fn in enumerate(fns):
+            sync()
+            t0 = time.perf_counter()
+            outs[j] = fn()
+            sync()
+            if i >= burn_in:
+                times[j].append(time.perf_counter() - t0)
+    return [(statistics.median(t), out) for t, out in zip(times, outs)]
 
 
 # -----------------------------------------------------------------------------
@@ -133,11 +136,15 @@ gen_batch = data.collate(prompts, vocab, device)
 model = GPT(GPTConfig(vocab_size=vocab.size, n_layer=n_layer, n_head=n_head, n_embd=n_embd)).to(device)
 B, T = batch["idx"].shape
 n_tokens = int(batch["mask"].sum())  # real tokens, padding excluded
+n_labels = int((batch["labels"][:, 1:] != -100).sum())  # the answer's tokens: the loss's positions
+load = lambda: round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None  # others' work skews timings
 print(f"device {device_name}, {dtype}; model {model.num_params() / 1e6:.1f}M parameters "
-      f"({n_layer} layers, {n_head} heads, {n_embd} wide)")
+      f"({n_layer} layers, {n_head} heads, {n_embd} wide); load average {load()}")
 
 # -----------------------------------------------------------------------------
-# 1. training step: forward, backward, AdamW
+# 1. training step: forward, backward, AdamW. Eager on every device: train.py compiles the model
+# on CUDA, but the latent loop compiles into several graphs (no cache, first pass, later passes)
+# of about a minute each, too long for a bench; the thought step in 3. shows what compiling buys
 
 optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01, fused=device_type == "cuda")
 
@@ -157,16 +164,15 @@ def mfu(seconds):
     if peak is None:
         return None
     head = model.lm_head.weight.numel()
-    n_labels = int((batch["labels"][:, 1:] != -100).sum())
     L, H, Q = n_layer, n_head, n_embd // n_head
     flops = (6 * (model.num_params() - head) + 12 * L * H * Q * T) * n_tokens + 6 * head * n_labels
     return flops / seconds / peak
 
 
 model.train()
-t_cot, _ = timed(lambda: train_step(coconut.latent_forward, cot_batch))  # first: warms up everything
-t_coconut, _ = timed(lambda: train_step(coconut.latent_forward, batch))
-t_reference, _ = timed(lambda: train_step(coconut.reference_forward, batch), repeats=slow_repeats)
+(t_cot, _), (t_coconut, _) = timed(lambda: train_step(coconut.latent_forward, cot_batch),
+                                   lambda: train_step(coconut.latent_forward, batch))
+[(t_reference, _)] = timed(lambda: train_step(coconut.reference_forward, batch), **slow)
 del optimizer
 
 # -----------------------------------------------------------------------------
@@ -200,10 +206,8 @@ def generate_recompute(prompt):
 
 
 model.eval()
-t_gen, tokens = timed(generate_batched)
-# no burn-in: every pass has a new length, and the passes before warmed up the same kernels
-t_recompute, tokens_recompute = timed(lambda: torch.cat([generate_recompute(p) for p in prompts]),
-                                      burn_in=0, repeats=slow_repeats)
+[(t_gen, tokens)] = timed(generate_batched)
+[(t_recompute, tokens_recompute)] = timed(lambda: torch.cat([generate_recompute(p) for p in prompts]), **slow)
 same_tokens = torch.equal(tokens, tokens_recompute)  # random weights: bf16 rounding may flip ties
 
 # -----------------------------------------------------------------------------
@@ -215,7 +219,8 @@ prompt = data.collate(prompts[:1], vocab, device)
 start = prompt["start"]  # the question and <bot> come before the first thought
 cache = KVCache(model.config, 1, start + 1, device)
 with torch.no_grad():
-    h0 = model(idx=prompt["idx"][:, :start], cache=cache)[:, -1:].clone()  # (1, 1, C) the first thought
+    h0 = model(idx=prompt["idx"][:, :start], cache=cache)[:, -1:]  # (1, 1, C) the first thought
+    h0 = h0.clone(memory_format=torch.contiguous_format)  # the strides of the step's outputs
 pos = torch.full((1, 1), start, device=device)
 ones = torch.ones(1, 1, dtype=torch.bool, device=device)
 
@@ -234,14 +239,14 @@ def latent_loop(step):
     return run
 
 
-t_thought = timed(latent_loop(thought))[0] / latent_iters
+t_thought = timed(latent_loop(thought))[0][0] / latent_iters
 t_thought_compiled = None
 if compile and device_type == "cuda":
     try:
         for t in cache.k + cache.v + [cache.valid]:
             torch._dynamo.mark_static_address(t)  # written in place: the graph keeps their address
         step = torch.compile(thought, mode="reduce-overhead", fullgraph=True)
-        t_thought_compiled = timed(latent_loop(step), burn_in=2)[0] / latent_iters
+        t_thought_compiled = timed(latent_loop(step), burn_in=2)[0][0] / latent_iters
     except Exception as e:  # report the eager figure alone rather than fail the whole bench
         print(f"torch.compile of the thought step failed: {type(e).__name__}: {str(e)[:500]}")
 # a thought reads every block's weights and the cached keys and values, not the embedding table
@@ -254,7 +259,6 @@ t_floor = None if bandwidth is None else (weight_bytes + kv_bytes) / bandwidth
 # report: a table, then every figure as one JSON object on the last line
 
 fmt = lambda x, spec: "-" if x is None else format(x, spec)
-n_labels = int((batch["labels"][:, 1:] != -100).sum())
 print(f"\ntraining step: batch {B} x {T} columns ({n_tokens} real tokens, {n_labels} labelled), "
       f"{n_thoughts} thoughts, forward + backward + AdamW")
 print(f"  {'':42} {'ms/step':>10} {'tokens/s':>10} {'MFU':>7}  {'vs coconut':>10}")
@@ -277,7 +281,7 @@ print(f"  {'bandwidth floor':42} {fmt(t_floor and t_floor * 1e6, '10.1f'):>10} u
 
 r = lambda x, n=4: None if x is None else float(f"{x:.{n}g}")  # 4 significant digits
 print(json.dumps(dict(
-    device=device_name, dtype=dtype, n_params=model.num_params(), batch_size=B, seq_len=T,
+    device=device_name, dtype=dtype, load_avg=load(), n_params=model.num_params(), batch_size=B, seq_len=T,
     n_thoughts=n_thoughts, n_gen=n_gen, max_new_tokens=max_new_tokens,
     train_ms_coconut=r(t_coconut * 1e3), train_ms_cot=r(t_cot * 1e3), train_ms_reference=r(t_reference * 1e3),
     train_tokens_per_s=r(n_tokens / t_coconut), train_tokens_per_s_cot=r(n_tokens / t_cot),

@@ -19,21 +19,20 @@ from model import KVCache
 def latent_forward(model, batch, cache=None):
     """Final hidden states (B, T, C) of a batch whose thoughts are continuous (the fast loop)."""
     idx, pos, mask, latent = batch["idx"], batch["pos"], batch["mask"], batch["latent"]
-    start, end = batch["start"], batch["start"] + batch["n_latent"]
+    start, end, T = batch["start"], batch["start"] + batch["n_latent"], idx.size(1)
     x = model.transformer.wte(idx)  # (B, T, C); thought columns are replaced pass by pass
-    if end == start and cache is None:
-        return model(embeds=x, pos=pos, mask=mask)  # no thoughts: one plain forward
+    if end == start:  # no thoughts: one plain forward
+        return model(embeds=x, pos=pos, mask=mask, cache=cache)
     if cache is None:  # training keeps the graph through the cache (see KVCache)
-        cache = KVCache(model.config, idx.size(0), idx.size(1), idx.device,
-                        training=torch.is_grad_enabled())
+        cache = KVCache(model.config, idx.size(0), T, idx.device, training=torch.is_grad_enabled())
     h = [model(embeds=x[:, :start], pos=pos[:, :start], mask=mask[:, :start], cache=cache)]
     for t in range(start, end):
         thought = h[-1][:, -1:]  # (B, 1, C) the hidden state of the previous column
         # a row with fewer thoughts than the batch reads its own token in this column instead
         e = torch.where(latent[:, t:t + 1, None], thought, x[:, t:t + 1])  # (B, 1, C)
-        h.append(model(embeds=e, pos=pos[:, t:t + 1], mask=mask[:, t:t + 1], cache=cache))
-    if end < idx.size(1):
-        h.append(model(embeds=x[:, end:], pos=pos[:, end:], mask=mask[:, end:], cache=cache))
+        stop = t + 1 if t + 1 < end else T  # the last thought's pass also reads the rest
+        e = torch.cat([e, x[:, t + 1:stop]], dim=1)  # (B, stop - t, C)
+        h.append(model(embeds=e, pos=pos[:, t:stop], mask=mask[:, t:stop], cache=cache))
     return torch.cat(h, dim=1)  # (B, T, C)
 
 

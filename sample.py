@@ -83,14 +83,6 @@ def prompt(ex, vocab, cfg, n_latent=None):
                        prompt_only=True)
 
 
-def example(record, vocab):
-    """A record tokenized for its prompt, which reads only the question (as data.tokenize lays
-    it out) and the number of steps: the steps and the answer may hold words a task vocabulary
-    lacks, and a free question has no answer."""
-    return dict(question=vocab.encode(record["question"] + "\n"),
-                steps=[[] for _ in record["steps"]], answer=[])
-
-
 def answer_of(text):
     return text.split("#")[-1].replace(",", "").strip()  # as train.py's evaluate
 
@@ -111,7 +103,7 @@ def run(model, vocab, records, cfg, latent=-1, max_new_tokens=96, batch_size=128
     thoughts (per thought, its top_k (token, probability) pairs through the LM head).
     """
     device = next(model.parameters()).device
-    examples = [example(r, vocab) for r in records]
+    examples = data.tokenize(records, vocab, questions_only=True)  # answers may hold unknown words
     results = []
     for i in range(0, len(examples), batch_size):
         prompts = [prompt(ex, vocab, cfg, None if latent < 0 else latent)
@@ -250,7 +242,7 @@ def check_graph(records):
 
 def print_frontier(model, vocab, records, cfg, K):
     check_graph(records)
-    examples = [example(r, vocab) for r in records]
+    examples = data.tokenize(records, vocab, questions_only=True)  # answers may hold unknown words
     ks = range(cfg["c_thought"], K + 1, cfg["c_thought"])  # one step per c thoughts
     values = {k: {True: [], False: []} for k in ks}  # by whether the node reaches the target
     for i, (record, ex) in enumerate(zip(records, examples)):
