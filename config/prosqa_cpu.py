@@ -4,7 +4,7 @@
 # Graphs of 8 generated nodes with 2-3 hop answers (85% / 15%), ~71-token questions.
 task = "prosqa"
 data_dir = "data/prosqa_small"
-n_train = 40000
+n_train = 28000  # 875 steps of 32 per epoch: ~2 minutes on 2 cores
 n_nodes = 8
 min_hops = 2
 max_hops = 3
@@ -16,7 +16,7 @@ n_head = 4
 n_embd = 128
 block_size = 256
 # the curriculum: stage 0 is CoT, stage k replaces k steps with k thoughts (c=1, K=3);
-# one epoch (1,250 steps, ~2.5 minutes on 2 cores) per stage, then 3 at the last stage
+# one epoch per stage, then 3 at the last stage: 6 epochs, ~12.5 minutes on 2 cores
 max_latent_stage = 3
 epochs_per_stage = 1
 num_epochs = 6
