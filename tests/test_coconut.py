@@ -71,8 +71,8 @@ def test_gradients_flow_through_thoughts():
 
 
 def test_hidden_state_is_fed_back():
-    """Changing what the prefix computes changes the output after the thoughts, even when the
-    tokens after the thoughts could not see it otherwise... checked against the reference."""
+    """The prefix is untouched, and the columns from the first thought on differ from a plain
+    forward that reads <latent> token embeddings: the thoughts are the fed-back hidden states."""
     model = tiny()
     batch = batch_of((3, 3, 3), pad=True)
     with torch.no_grad():
