@@ -550,6 +550,24 @@ def collate(rows, vocab, device="cpu"):
                 mask=mask.to(device), latent=latent.to(device), start=start, n_latent=n_latent)
 
 
+def batch_order(lengths, per_step, rng, sort_chunk=0):
+    """An epoch's batches: lists of per_step example indices, shuffled by rng; the ragged end
+    is dropped. A batch is as long as its longest question plus its longest remainder (see
+    collate), so with sort_chunk > 0 each run of that many batches is regrouped by question
+    length (`lengths`), which cuts the padding, and the batches are shuffled again so that
+    lengths do not drift through the epoch."""
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    n_steps = len(order) // per_step
+    steps = [order[s * per_step:(s + 1) * per_step] for s in range(n_steps)]
+    if sort_chunk > 0:
+        for c in range(0, n_steps, sort_chunk):
+            chunk = sorted(sum(steps[c:c + sort_chunk], []), key=lambda i: lengths[i])
+            steps[c:c + sort_chunk] = [chunk[k:k + per_step] for k in range(0, len(chunk), per_step)]
+        rng.shuffle(steps)
+    return steps
+
+
 # -----------------------------------------------------------------------------
 
 if __name__ == "__main__":

@@ -61,8 +61,9 @@ class KVCache:
             if self.k[layer] is not None:
                 k = torch.cat([self.k[layer], k], dim=2)  # a new tensor: autograd-safe
                 v = torch.cat([self.v[layer], v], dim=2)
-            self.k[layer], self.v[layer] = k, v
-            return k, v
+            # contiguous like every later cat, so torch.compile sees one layout, not two
+            self.k[layer], self.v[layer] = k.contiguous(), v.contiguous()
+            return self.k[layer], self.v[layer]
         if self.k[layer] is None:
             B, nh, _, hs = k.shape
             self.k[layer] = k.new_zeros(B, nh, self.T_max, hs)

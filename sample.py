@@ -134,6 +134,16 @@ def run(model, vocab, records, cfg, latent=-1, max_new_tokens=96, batch_size=128
     return results
 
 
+def by_steps(records, results):
+    """{number of reference steps (hops): (correct, judged)}: deeper questions are harder."""
+    counts = {}
+    for record, r in zip(records, results):
+        if r["correct"] is not None:
+            c, j = counts.get(len(record["steps"]), (0, 0))
+            counts[len(record["steps"])] = (c + r["correct"], j + 1)
+    return counts
+
+
 def accuracy(results):
     """(correct, judged, mean tokens) over results; judged counts those with a known answer."""
     judged = [r["correct"] for r in results if r["correct"] is not None]
@@ -329,5 +339,7 @@ if __name__ == "__main__":
             if len(results) > 1 and judged:
                 print(f"accuracy {correct / judged:.3f} ({correct}/{judged}), "
                       f"mean generated tokens {mean_tokens:.1f} (thoughts included)")
+                for n_steps, (c, j) in sorted(by_steps(records, results).items()):
+                    print(f"  {n_steps}-step questions: {c / j:.3f} ({c}/{j})")
     except ValueError as e:  # unknown words for a task vocabulary, a question that does not fit
         raise SystemExit(f"error: {e}")

@@ -55,6 +55,7 @@ epochs_per_stage = 5
 pad_latent_to_max = True  # examples with fewer steps than the stage still get min(stage, K)*c
 uniform_prob = 0.0  # chance that an example uses a random stage in 0..len(steps)
 reset_optimizer = True  # a fresh AdamW at every stage change
+sort_chunk = 0  # sort each run of this many batches by question length: less padding (0: off)
 num_epochs = 50
 # optimizer
 batch_size = 32  # per process, per micro-step
@@ -87,6 +88,8 @@ for key in ("max_latent_stage", "epochs_per_stage", "c_thought", "num_epochs", "
             "gradient_accumulation_steps", "eval_batch_size"):
     if config[key] < (0 if key == "max_latent_stage" else 1):
         raise SystemExit(f"{key}={config[key]} must be >= {0 if key == 'max_latent_stage' else 1}")
+if sort_chunk < 0:
+    raise SystemExit(f"sort_chunk={sort_chunk} must be >= 0 (0: batches in random order)")
 if not 0.0 <= uniform_prob <= 1.0:
     raise SystemExit(f"uniform_prob={uniform_prob} must be in [0, 1]")
 if vocab not in ("task", "gpt2"):
@@ -310,19 +313,17 @@ def epoch_batches(epoch):
     """This rank's micro-batches for an epoch: the order and the uniform_prob stage draws
     depend only on (seed, epoch), so a resumed run sees exactly the same data."""
     rng = random.Random(seed * 100003 + epoch)
-    order = list(range(len(train_set)))
-    rng.shuffle(order)
-    stage = stage_of(epoch)
-    stages = [rng.randrange(len(train_set[i]["steps"]) + 1) if rng.random() < uniform_prob else stage
-              for i in order]
     per_step = batch_size * gradient_accumulation_steps * world_size
-    n_steps = len(order) // per_step  # drop the ragged end so every rank does the same steps
-    for s in range(n_steps):
+    steps = data.batch_order([len(ex["question"]) for ex in train_set], per_step, rng, sort_chunk)
+    stage = stage_of(epoch)
+    stages = {i: rng.randrange(len(train_set[i]["steps"]) + 1) if rng.random() < uniform_prob else stage
+              for rows in steps for i in rows}  # drawn for all rows, so every rank agrees
+    for rows in steps:
         micro = []
         for m in range(gradient_accumulation_steps):
-            lo = s * per_step + (m * world_size + rank) * batch_size
-            micro.append([data.layout(train_set[order[j]], tok, method, stages[j], **layout_args)
-                          for j in range(lo, lo + batch_size)])
+            lo = (m * world_size + rank) * batch_size
+            micro.append([data.layout(train_set[i], tok, method, stages[i], **layout_args)
+                          for i in rows[lo:lo + batch_size]])
         yield micro
 
 

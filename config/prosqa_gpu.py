@@ -17,6 +17,7 @@ max_latent_stage = 6
 epochs_per_stage = 2
 num_epochs = 24  # 6 stages x 2 epochs, then 12 at the last stage
 pad_latent_to_max = True
+sort_chunk = 20  # batch questions of similar length: less padding
 uniform_prob = 0.1
 batch_size = 128
 learning_rate = 5e-4

@@ -110,3 +110,24 @@ def test_task_vocab_round_trip_and_unknown_words():
 def test_tokenize_once_shapes():
     ex = data.tokenize([REC], VOCAB)[0]
     assert ex["question"] == Q and ex["steps"] == [A, B, C] and ex["answer"] == ANS
+
+
+def test_batch_order_is_a_shuffled_partition_with_less_padding():
+    import random
+    recs = data.generate_prosqa(640, seed=3, n_nodes=8, min_hops=2, max_hops=3)
+    vocab = data.Vocab.from_records(recs)
+    exs = data.tokenize(recs, vocab)
+    lengths = [len(ex["question"]) for ex in exs]
+    padded = {}
+    for sort_chunk in (0, 5):
+        steps = data.batch_order(lengths, 32, random.Random(7), sort_chunk)
+        assert steps == data.batch_order(lengths, 32, random.Random(7), sort_chunk)  # deterministic
+        assert len(steps) == 20 and all(len(s) == 32 for s in steps)
+        assert sorted(i for s in steps for i in s) == list(range(640))  # each example once
+        rows = [[data.layout(exs[i], vocab, "coconut", 1, max_latent_stage=3) for i in s] for s in steps]
+        padded[sort_chunk] = sum(data.collate(r, vocab)["idx"].numel() for r in rows)
+    assert padded[5] < 0.9 * padded[0]  # regrouping by question length cuts padding
+    # ragged ends: 650 examples make 20 batches; sort_chunk need not divide the batch count
+    steps = data.batch_order(lengths + lengths[:10], 32, random.Random(0), sort_chunk=3)
+    assert len(steps) == 20 and all(len(s) == 32 for s in steps)
+    assert len({i for s in steps for i in s}) == 640

@@ -83,6 +83,12 @@ def test_script_accuracy_matches_answers(tiny_ckpt, latent):
     expected = sum(r["answer"] == sample.answer_of(t["answer"]) for r, t in zip(results, test))
     assert (correct, n) == (expected, len(test))
     assert expected >= 2  # the answers planted in the fixture
+    # the same answers counted by the number of reference steps add up to the total
+    per_steps = re.findall(r"(\d+)-step questions: [\d.]+ \((\d+)/(\d+)\)", out)
+    for k, c, j in per_steps:
+        rows = [(r, t) for r, t in zip(results, test) if len(t["steps"]) == int(k)]
+        assert int(j) == len(rows) and int(c) == sum(r["answer"] == sample.answer_of(t["answer"]) for r, t in rows)
+    assert sum(int(j) for _, _, j in per_steps) == len(test)
 
 
 def test_batches_and_padding_do_not_change_answers(tiny_ckpt):

@@ -15,7 +15,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--n_train=256", "--n_nodes=8", "--min_hops=2", "--max_hops=3", "--max_latent_stage=2",
         "--epochs_per_stage=1", "--n_layer=1", "--n_head=2", "--n_embd=32", "--batch_size=32",
         "--learning_rate=3e-3", "--n_val=32", "--eval_batch_size=32", "--max_new_tokens=40",
-        "--block_size=256"]
+        "--block_size=256", "--sort_chunk=3"]
 
 
 def train(*args, check=True):
