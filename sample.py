@@ -135,7 +135,7 @@ def run(model, vocab, records, cfg, latent=-1, max_new_tokens=96, batch_size=128
 
 
 def by_steps(records, results):
-    """{number of reference steps (hops): (correct, judged)}: deeper questions are harder."""
+    """{number of reference steps (hops): (correct, judged)}, to compare methods by depth."""
     counts = {}
     for record, r in zip(records, results):
         if r["correct"] is not None:

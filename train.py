@@ -84,12 +84,10 @@ config = {k: globals()[k] for k in config_keys}  # saved in checkpoints and the 
 # fail on bad settings before anything slow happens
 if method not in data.METHODS:
     raise SystemExit(f"unknown method {method!r}; choose one of {', '.join(data.METHODS)}")
-for key in ("max_latent_stage", "epochs_per_stage", "c_thought", "num_epochs", "batch_size",
-            "gradient_accumulation_steps", "eval_batch_size"):
-    if config[key] < (0 if key == "max_latent_stage" else 1):
-        raise SystemExit(f"{key}={config[key]} must be >= {0 if key == 'max_latent_stage' else 1}")
-if sort_chunk < 0:
-    raise SystemExit(f"sort_chunk={sort_chunk} must be >= 0 (0: batches in random order)")
+for key, least in dict(max_latent_stage=0, sort_chunk=0, epochs_per_stage=1, c_thought=1, num_epochs=1,
+                      batch_size=1, gradient_accumulation_steps=1, eval_batch_size=1).items():
+    if config[key] < least:
+        raise SystemExit(f"{key}={config[key]} must be >= {least}")
 if not 0.0 <= uniform_prob <= 1.0:
     raise SystemExit(f"uniform_prob={uniform_prob} must be in [0, 1]")
 if vocab not in ("task", "gpt2"):

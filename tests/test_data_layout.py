@@ -1,4 +1,6 @@
 """Tokenizer, task vocabulary, the curriculum layout token by token, and the collator."""
+import random
+
 import pytest
 import torch
 
@@ -113,7 +115,6 @@ def test_tokenize_once_shapes():
 
 
 def test_batch_order_is_a_shuffled_partition_with_less_padding():
-    import random
     recs = data.generate_prosqa(640, seed=3, n_nodes=8, min_hops=2, max_hops=3)
     vocab = data.Vocab.from_records(recs)
     exs = data.tokenize(recs, vocab)

@@ -77,6 +77,7 @@ def test_two_stages_lower_loss_and_resume_exactly(data_dir, tmp_path):
 @pytest.mark.parametrize("args,message", [
     (["--method=cocnut"], "unknown method"),
     (["--max_latent_stage=-1"], "max_latent_stage"),
+    (["--sort_chunk=-1"], "sort_chunk=-1 must be >= 0"),
     (["--block_size=64"], "block_size=64"),
     (["--learning_rte=1e-3"], "learning_rate"),
     (["--batch_size=1.5"], "batch_size must be a int"),
