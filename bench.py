@@ -26,7 +26,7 @@ import torch
 import coconut
 import data
 from configurator import configure
-from model import GPT, GPTConfig, KVCache
+from model import GPT, GPTConfig, KVCache, keep_freed_memory
 
 # -----------------------------------------------------------------------------
 # default config values: GPT-2 small (124M) on ProsQA-length questions
@@ -82,6 +82,7 @@ if device_type == "cuda":
     device_name = torch.cuda.get_device_name(device)
 else:
     device_name = f"{device_type} ({torch.get_num_threads()} threads)"
+    keep_freed_memory()  # as train.py does: no page faults on large tensors every step
 
 
 def lookup(table, given):

@@ -22,7 +22,7 @@ from tqdm import tqdm
 import coconut
 import data
 from configurator import configure
-from model import GPT, GPTConfig
+from model import GPT, GPTConfig, keep_freed_memory
 
 # -----------------------------------------------------------------------------
 # default config values: the paper's ProsQA recipe with a small model from scratch
@@ -115,6 +115,8 @@ torch.manual_seed(seed)
 if device_type == "cuda":
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
+else:  # large CPU tensors are reused, not page-faulted in again every step (see model.py)
+    keep_freed_memory()
 
 
 def log(*args):
