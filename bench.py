@@ -189,8 +189,8 @@ def generate_batched():
 @torch.no_grad()
 def generate_recompute(prompt):
     """One question the way the official generate() does it: the thoughts once, then a forward
-    over the whole prefix, no cache, for every new token. Like coconut.generate it also runs a
-    forward after the last token. Logits only at the last position (the official computes all)."""
+    over the whole prefix, no cache, for every new token but the last. Logits only at the last
+    position (the official computes all)."""
     b = data.collate([prompt], vocab, device)
     with autocast:
         h = coconut.reference_forward(model, b)  # (1, T, C), the thoughts filled in
@@ -200,6 +200,8 @@ def generate_recompute(prompt):
         for _ in range(max_new_tokens):
             tok = model.lm_head(h[:, -1:]).argmax(-1)  # (1, 1)
             out.append(tok)
+            if len(out) == max_new_tokens:
+                break
             x = torch.cat([x, model.transformer.wte(tok)], dim=1)  # (1, T+1, C)
             pos = torch.cat([pos, pos[:, -1:] + 1], dim=1)
             h = model(embeds=x, pos=pos)  # (1, T+1, C): everything again, for one token

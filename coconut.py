@@ -108,7 +108,8 @@ def generate(model, batch, max_new_tokens, eos_id, return_thoughts=False):
         tok = tok.masked_fill(done, eos_id)
         out.append(tok)
         done |= tok == eos_id
-        if bool(done.all()):  # one sync per token, to stop early
+        # stop when every row is done (one sync per token), and never run an unused forward
+        if bool(done.all()) or len(out) == max_new_tokens:
             break
         pos = pos + 1
         h = model(idx=tok, pos=pos, mask=ones, cache=cache)  # (B, 1, C)

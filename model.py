@@ -302,8 +302,9 @@ def download_gpt2(name, cache_dir=None):
 # -----------------------------------------------------------------------------
 # CPU memory: glibc gives every freed block over 32 MB (and the heap's free top) back to the
 # OS, so each CPU training step of a GPT-2-sized model page-faults its large tensors (the
-# embedding's gradient alone is 154 MB) in again; keeping them cut the cached latent loop's
-# step from 5.2 to 4.4 s and left the CoT step as it was (bench.py, 2 cores).
+# embedding's gradient alone is 154 MB) in again. Keeping them took a latent-loop step (GPT-2
+# small, batch 4, 6 thoughts, 2 cores) from 5.2 to 4.4 s; the CoT-equivalent step, 3.5 s, gained
+# little (bench.py measures both).
 
 
 def keep_freed_memory():
