@@ -135,6 +135,8 @@ prompts = [data.layout(ex, vocab, **last_stage, prompt_only=True) for ex in exam
 gen_batch = data.collate(prompts, vocab, device)
 
 model = GPT(GPTConfig(vocab_size=vocab.size, n_layer=n_layer, n_head=n_head, n_embd=n_embd)).to(device)
+if ptdtype == torch.float32:  # as train.py does in eager float32: see model.Linear
+    model.set_grad_in_place()
 B, T = batch["idx"].shape
 n_tokens = int(batch["mask"].sum())  # real tokens, padding excluded
 n_labels = int((batch["labels"][:, 1:] != -100).sum())  # the answer's tokens: the loss's positions

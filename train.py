@@ -227,6 +227,8 @@ if longest[0] > model.config.block_size:
                      f"the context block_size={model.config.block_size} (generation adds "
                      f"max_new_tokens={max_new_tokens}); raise block_size or shorten the data")
 fwd_model = torch.compile(model, dynamic=True) if compile and device_type == "cuda" else model
+if fwd_model is model and ptdtype == torch.float32:  # eager float32, as on CPU (see model.Linear)
+    model.set_grad_in_place()
 
 # -----------------------------------------------------------------------------
 # evaluation: loss at the current stage, and accuracy by greedy generation

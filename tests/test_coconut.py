@@ -59,6 +59,26 @@ def test_fast_loop_equals_reference(stages, pad):
         assert (a - b).abs().max() < 1e-5 * (1 + b.abs().max()), name
 
 
+def test_grad_in_place_equals_autograd():
+    """With grad_in_place every block's Linear adds its weight gradient into .grad itself and
+    returns none to autograd. Over two micro-batches (the second adds to the first's .grad),
+    every gradient equals plain autograd's."""
+    batches = [batch_of((3, 1, 2)), batch_of((0, 2, 4))]
+    grads = {}
+    for in_place in (False, True):
+        model = tiny()
+        model.set_grad_in_place(in_place)
+        coconut.train_step(model, batches)
+        grads[in_place] = {name: p.grad for name, p in model.named_parameters()}
+    for name, g in grads[False].items():
+        assert (grads[True][name] - g).abs().max() < 1e-5 * (1 + g.abs().max()), name
+    # the in-place path was taken: autograd itself returns no gradient for a block's weight
+    batch = batch_of((3, 3, 3), pad=True)
+    loss = coconut.lm_loss(model, coconut.latent_forward(model, batch), batch["labels"])
+    w = model.transformer.h[0].mlp.c_fc.weight
+    assert torch.autograd.grad(loss, w, allow_unused=True) == (None,)
+
+
 def test_gradients_flow_through_thoughts():
     """The loss depends on the first thought only through the hidden state fed back: cutting
     that path (detach) must change the gradient of the prefix's parameters."""
