@@ -84,9 +84,8 @@ class Linear(nn.Linear):
     more memory traffic than the pass's matmuls. In place it is one addmm_ into .grad per pass
     (Megatron-LM's gradient_accumulation_fusion does the same on GPUs). For bench.py's step
     (GPT-2 small, batch 4, 6 thoughts, 2 CPU cores) it took the ratio to the CoT-equivalent
-    step from 1.32x to 1.25x (medians of 8 alternating steps).
-    train.py and bench.py turn it on for eager float32 (the CPU default); torch.compile and
-    autocast keep autograd's way.
+    step from 1.32x to 1.25x (medians of 8 alternating steps). train.py and bench.py turn it
+    on for eager float32 (the CPU default); torch.compile and autocast keep autograd's way.
     """
     grad_in_place = False
 
@@ -108,9 +107,10 @@ class LinearGradInPlace(torch.autograd.Function):
     def backward(ctx, dy):
         x, weight = ctx.saved_tensors
         x2, dy2 = x.flatten(0, -2), dy.flatten(0, -2)  # (N, in), (N, out)
-        if weight.grad is None:
-            weight.grad = torch.zeros_like(weight)
-        weight.grad.addmm_(dy2.t(), x2)  # (out, in) += (out, N) @ (N, in)
+        if ctx.needs_input_grad[1]:  # a frozen weight gets no .grad, as with autograd
+            if weight.grad is None:
+                weight.grad = torch.zeros_like(weight)
+            weight.grad.addmm_(dy2.t(), x2)  # (out, in) += (out, N) @ (N, in)
         return dy @ weight, None, dy2.sum(0)  # dx (..., in); W's is done; the bias's (out,)
 
 

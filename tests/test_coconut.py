@@ -77,6 +77,11 @@ def test_grad_in_place_equals_autograd():
     loss = coconut.lm_loss(model, coconut.latent_forward(model, batch), batch["labels"])
     w = model.transformer.h[0].mlp.c_fc.weight
     assert torch.autograd.grad(loss, w, allow_unused=True) == (None,)
+    # and a frozen weight gets no .grad, as with autograd
+    w.requires_grad_(False)
+    w.grad = None
+    coconut.train_step(model, [batch])
+    assert w.grad is None and model.transformer.h[0].mlp.c_proj.weight.grad is not None
 
 
 def test_gradients_flow_through_thoughts():
