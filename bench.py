@@ -16,10 +16,10 @@ Random weights: this measures speed only. The last line printed is one JSON obje
 import json
 import os
 import random
-import statistics
 import sys
 import time
 from contextlib import nullcontext
+from statistics import median
 
 import torch
 
@@ -44,7 +44,7 @@ batch_size = 0  # training rows; 0: 4 on CPU, 16 on CUDA
 n_gen = 0  # questions to answer; 0: 4 on CPU, 32 on CUDA
 max_new_tokens = 64  # every question gets exactly this many new tokens (no stop at <eos>)
 burn_in = 1  # untimed calls before each measurement
-repeats = 3  # timed calls per measurement; the median is reported
+repeats = 5  # timed calls per measurement; the median is reported
 latent_iters = 50  # thoughts per timed call of the latent step
 peak_flops = 0.0  # the device's peak FLOP/s for MFU; 0: looked up by device name (GPUs only)
 mem_bandwidth = 0.0  # the device's memory bandwidth in bytes/s; 0: looked up by device name
@@ -102,7 +102,7 @@ def sync():
 
 
 def timed(*fns, burn_in=burn_in, repeats=repeats):
-    """[(median seconds per call, last result)] of each fn over `repeats` timed calls after
+    """[(seconds of each timed call, last result)] of each fn over `repeats` timed calls after
     `burn_in`; the fns take turns, so that a change in load from other processes hits all alike."""
     times, outs = [[] for _ in fns], [None] * len(fns)
     for i in range(burn_in + repeats):
@@ -113,7 +113,7 @@ def timed(*fns, burn_in=burn_in, repeats=repeats):
             sync()
             if i >= burn_in:
                 times[j].append(time.perf_counter() - t0)
-    return [(statistics.median(t), out) for t, out in zip(times, outs)]
+    return [(t, out) for t, out in zip(times, outs)]
 
 
 # -----------------------------------------------------------------------------
@@ -173,9 +173,14 @@ def mfu(seconds):
 
 
 model.train()
-(t_cot, _), (t_coconut, _) = timed(lambda: train_step(coconut.latent_forward, cot_batch),
-                                   lambda: train_step(coconut.latent_forward, batch))
-[(t_reference, _)] = timed(lambda: train_step(coconut.reference_forward, batch), **slow)
+(ts_cot, _), (ts_coconut, _) = timed(lambda: train_step(coconut.latent_forward, cot_batch),
+                                     lambda: train_step(coconut.latent_forward, batch))
+t_cot, t_coconut = median(ts_cot), median(ts_coconut)
+# the median of each round's ratio: a round times the two steps back to back, so a drift in the
+# machine's speed over the run (5% on a shared CPU) cancels in it, not in a ratio of medians
+ratio_vs_cot = median([a / b for a, b in zip(ts_coconut, ts_cot)])
+[(ts_reference, _)] = timed(lambda: train_step(coconut.reference_forward, batch), **slow)
+t_reference = median(ts_reference)
 del optimizer
 
 # -----------------------------------------------------------------------------
@@ -211,8 +216,9 @@ def generate_recompute(prompt):
 
 
 model.eval()
-[(t_gen, tokens)] = timed(generate_batched)
-[(t_recompute, tokens_recompute)] = timed(lambda: torch.cat([generate_recompute(p) for p in prompts]), **slow)
+[(ts_gen, tokens)] = timed(generate_batched)
+[(ts_recompute, tokens_recompute)] = timed(lambda: torch.cat([generate_recompute(p) for p in prompts]), **slow)
+t_gen, t_recompute = median(ts_gen), median(ts_recompute)
 same_tokens = torch.equal(tokens, tokens_recompute)  # random weights: bf16 rounding may flip ties
 
 # -----------------------------------------------------------------------------
@@ -244,14 +250,14 @@ def latent_loop(step):
     return run
 
 
-t_thought = timed(latent_loop(thought))[0][0] / latent_iters
+t_thought = median(timed(latent_loop(thought))[0][0]) / latent_iters
 t_thought_compiled = None
 if compile and device_type == "cuda":
     try:
         for t in cache.k + cache.v + [cache.valid]:
             torch._dynamo.mark_static_address(t)  # written in place: the graph keeps their address
         step = torch.compile(thought, mode="reduce-overhead", fullgraph=True)
-        t_thought_compiled = timed(latent_loop(step), burn_in=2)[0][0] / latent_iters
+        t_thought_compiled = median(timed(latent_loop(step), burn_in=2)[0][0]) / latent_iters
     except Exception as e:  # report the eager figure alone rather than fail the whole bench
         print(f"torch.compile of the thought step failed: {type(e).__name__}: {str(e)[:500]}")
 # a thought reads every block's weights and the cached keys and values, not the embedding table
@@ -270,7 +276,7 @@ print(f"  {'':42} {'ms/step':>10} {'tokens/s':>10} {'MFU':>7}  {'vs coconut':>10
 for name, t in (("coconut: cached latent loop", t_coconut), ("CoT-equivalent: one forward, no thoughts", t_cot),
                 ("reference: recompute per thought", t_reference)):
     print(f"  {name:42} {t * 1e3:10.1f} {n_tokens / t:10.0f} {fmt(mfu(t), '7.1%')}  {t / t_coconut:9.2f}x")
-print(f"  coconut / CoT {t_coconut / t_cot:.2f}x (CPU target <= 1.25), "
+print(f"  coconut / CoT {ratio_vs_cot:.2f}x, the median of {len(ts_cot)} rounds (CPU target <= 1.25), "
       f"speed-up over reference {t_reference / t_coconut:.1f}x (CPU target >= 3)")
 print(f"\ngeneration: {n_gen} questions ({gen_batch['idx'].size(1)}-column prompts), {n_thoughts} "
       f"thoughts + {max_new_tokens} greedy tokens each")
@@ -290,7 +296,8 @@ print(json.dumps(dict(
     n_thoughts=n_thoughts, n_gen=n_gen, max_new_tokens=max_new_tokens,
     train_ms_coconut=r(t_coconut * 1e3), train_ms_cot=r(t_cot * 1e3), train_ms_reference=r(t_reference * 1e3),
     train_tokens_per_s=r(n_tokens / t_coconut), train_tokens_per_s_cot=r(n_tokens / t_cot),
-    train_step_ratio_vs_cot=r(t_coconut / t_cot), train_speedup_vs_reference=r(t_reference / t_coconut),
+    train_step_ratio_vs_cot=r(ratio_vs_cot), train_step_ratio_rounds=[r(a / b) for a, b in zip(ts_coconut, ts_cot)],
+    train_speedup_vs_reference=r(t_reference / t_coconut),
     mfu=r(mfu(t_coconut)), mfu_cot=r(mfu(t_cot)),
     gen_questions_per_s=r(n_gen / t_gen), gen_recompute_questions_per_s=r(n_gen / t_recompute),
     generate_speedup_vs_recompute=r(t_recompute / t_gen), gen_same_tokens=same_tokens,

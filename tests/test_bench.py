@@ -2,8 +2,11 @@
 Speed is not asserted here (timings on a shared machine say nothing); run bench.py for that."""
 import json
 import os
+import statistics
 import subprocess
 import sys
+
+import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIGURES = ["train_ms_coconut", "train_ms_cot", "train_ms_reference", "train_tokens_per_s",
@@ -26,6 +29,10 @@ def test_quick_bench_prints_every_figure_as_json():
     on_cpu = result["device"].startswith("cpu")
     for key in GPU_ONLY:
         assert (on_cpu and result[key] is None) or result[key] > 0, key
+    # the step ratio is the median of the rounds' ratios (each round times both steps back to back)
+    rounds = result["train_step_ratio_rounds"]
+    assert len(rounds) == 2 and all(x > 0 for x in rounds)  # QUICK's repeats
+    assert statistics.median(rounds) == pytest.approx(result["train_step_ratio_vs_cot"], rel=1e-3)
     compiled = result["latent_step_us_compiled"]  # None on CPU, or if torch.compile failed
     assert compiled is None or compiled > 0
     # both generators answered the same questions with the same tokens (float32 on CPU)
