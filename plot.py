@@ -3,10 +3,12 @@ Validation accuracy against training time, from the log.jsonl of each run given.
 
     python plot.py out out-cot out-nocot --out=accuracy.png     # needs matplotlib (optional)
 
-Without matplotlib it prints the same curves as a table.
+Runs named METHOD-sSEED share a colour per method. Without matplotlib it prints the same
+curves as a table.
 """
 import json
 import os
+import re
 import sys
 
 
@@ -37,12 +39,17 @@ def main(argv):
         print("(pip install matplotlib for a picture)")
         return
     plt.figure(figsize=(6, 4))
+    colors = {}
     for run, points in curves.items():
-        plt.plot(*zip(*points), marker="o", markersize=3, label=os.path.basename(run.rstrip("/")))
+        name = os.path.basename(run.rstrip("/"))
+        method = re.sub(r"-s\d+$", "", name)  # runs named METHOD-sSEED: one colour per method
+        label = None if method in colors else method  # one legend entry per method
+        color = colors.setdefault(method, f"C{len(colors) % 10}")
+        plt.plot(*zip(*points), color=color, marker="o", markersize=3, label=label)
     plt.xlabel("training + evaluation time (minutes)")
     plt.ylabel("validation accuracy")
     plt.grid(alpha=0.3)
-    plt.legend()
+    plt.legend(loc="lower right", fontsize="small")
     plt.tight_layout()
     plt.savefig(out, dpi=120)
     print(f"wrote {out}")
