@@ -113,7 +113,7 @@ def timed(*fns, burn_in=burn_in, repeats=repeats):
             sync()
             if i >= burn_in:
                 times[j].append(time.perf_counter() - t0)
-    return [(t, out) for t, out in zip(times, outs)]
+    return list(zip(times, outs))
 
 
 # -----------------------------------------------------------------------------
@@ -178,7 +178,7 @@ model.train()
 t_cot, t_coconut = median(ts_cot), median(ts_coconut)
 # the median of each round's ratio: a round times the two steps back to back, so a drift in the
 # machine's speed over the run (5% on a shared CPU) cancels in it, not in a ratio of medians
-ratio_vs_cot = median([a / b for a, b in zip(ts_coconut, ts_cot)])
+ratios_vs_cot = [a / b for a, b in zip(ts_coconut, ts_cot)]
 [(ts_reference, _)] = timed(lambda: train_step(coconut.reference_forward, batch), **slow)
 t_reference = median(ts_reference)
 del optimizer
@@ -276,7 +276,7 @@ print(f"  {'':42} {'ms/step':>10} {'tokens/s':>10} {'MFU':>7}  {'vs coconut':>10
 for name, t in (("coconut: cached latent loop", t_coconut), ("CoT-equivalent: one forward, no thoughts", t_cot),
                 ("reference: recompute per thought", t_reference)):
     print(f"  {name:42} {t * 1e3:10.1f} {n_tokens / t:10.0f} {fmt(mfu(t), '7.1%')}  {t / t_coconut:9.2f}x")
-print(f"  coconut / CoT {ratio_vs_cot:.2f}x, the median of {len(ts_cot)} rounds (CPU target <= 1.25), "
+print(f"  coconut / CoT {median(ratios_vs_cot):.2f}x, the median of {len(ratios_vs_cot)} rounds (CPU target <= 1.25), "
       f"speed-up over reference {t_reference / t_coconut:.1f}x (CPU target >= 3)")
 print(f"\ngeneration: {n_gen} questions ({gen_batch['idx'].size(1)}-column prompts), {n_thoughts} "
       f"thoughts + {max_new_tokens} greedy tokens each")
@@ -296,7 +296,7 @@ print(json.dumps(dict(
     n_thoughts=n_thoughts, n_gen=n_gen, max_new_tokens=max_new_tokens,
     train_ms_coconut=r(t_coconut * 1e3), train_ms_cot=r(t_cot * 1e3), train_ms_reference=r(t_reference * 1e3),
     train_tokens_per_s=r(n_tokens / t_coconut), train_tokens_per_s_cot=r(n_tokens / t_cot),
-    train_step_ratio_vs_cot=r(ratio_vs_cot), train_step_ratio_rounds=[r(a / b) for a, b in zip(ts_coconut, ts_cot)],
+    train_step_ratio_vs_cot=r(median(ratios_vs_cot)), train_step_ratio_rounds=[r(x) for x in ratios_vs_cot],
     train_speedup_vs_reference=r(t_reference / t_coconut),
     mfu=r(mfu(t_coconut)), mfu_cot=r(mfu(t_cot)),
     gen_questions_per_s=r(n_gen / t_gen), gen_recompute_questions_per_s=r(n_gen / t_recompute),
