@@ -18,15 +18,16 @@ import os
 import random
 import sys
 import time
-from contextlib import nullcontext
 from statistics import median
 
 import torch
 
 import coconut
+import common
 import data
+import speedups
 from configurator import configure
-from model import GPT, GPTConfig, KVCache, keep_freed_memory
+from model import GPT, GPTConfig, KVCache
 
 # -----------------------------------------------------------------------------
 # default config values: GPT-2 small (124M) on ProsQA-length questions
@@ -64,25 +65,18 @@ globals().update(settings)
 PEAK_BF16_FLOPS = {"H100 PCIe": 756e12, "H100": 989e12, "H200": 989e12, "A100": 312e12}  # dense
 MEM_BANDWIDTH = {"H100 PCIe": 2.0e12, "H100": 3.35e12, "H200": 4.8e12, "A100": 2.0e12}  # bytes/s
 
-if device == "auto":
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+device, ptdtype, autocast = common.setup_device(device, dtype)
 device_type = device.split(":")[0]
-if dtype == "auto":
-    dtype = "bfloat16" if device_type == "cuda" and torch.cuda.is_bf16_supported() else "float32"
-ptdtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
-autocast = nullcontext() if ptdtype == torch.float32 else torch.autocast(device_type, dtype=ptdtype)
+dtype = str(ptdtype).removeprefix("torch.")
 batch_size = batch_size or (16 if device_type == "cuda" else 4)
 n_gen = n_gen or (32 if device_type == "cuda" else 4)
 # the recompute baselines take minutes a call on CPU, and each call is dozens of full passes
 # through kernels the measurements before them warmed up: there, one timed call and no burn-in
 slow = dict(burn_in=burn_in, repeats=repeats) if device_type == "cuda" else dict(burn_in=0, repeats=1)
 if device_type == "cuda":
-    torch.backends.cuda.matmul.allow_tf32 = True
-    torch.backends.cudnn.allow_tf32 = True
     device_name = torch.cuda.get_device_name(device)
 else:
     device_name = f"{device_type} ({torch.get_num_threads()} threads)"
-    keep_freed_memory()  # as train.py does: no page faults on large tensors every step
 
 
 def lookup(table, given):
@@ -135,8 +129,7 @@ prompts = [data.layout(ex, vocab, **last_stage, prompt_only=True) for ex in exam
 gen_batch = data.collate(prompts, vocab, device)
 
 model = GPT(GPTConfig(vocab_size=vocab.size, n_layer=n_layer, n_head=n_head, n_embd=n_embd)).to(device)
-if ptdtype == torch.float32:  # as train.py does in eager float32: see model.Linear
-    model.set_grad_in_place()
+speedups.enable(model, device_type, eager_float32=ptdtype == torch.float32)  # as train.py does
 B, T = batch["idx"].shape
 n_tokens = int(batch["mask"].sum())  # real tokens, padding excluded
 n_labels = int((batch["labels"][:, 1:] != -100).sum())  # the answer's tokens: the loss's positions
@@ -245,7 +238,7 @@ def latent_loop(step):
     def run():
         e = h0
         for _ in range(latent_iters):
-            cache.end = start  # every thought writes the same slot, so the shapes never change
+            cache.rewind(start)  # every thought writes the same slot, so the shapes never change
             e = step(e, cache).clone()  # clone: a CUDA graph overwrites its output on the next call
     return run
 
@@ -276,14 +269,14 @@ print(f"  {'':42} {'ms/step':>10} {'tokens/s':>10} {'MFU':>7}  {'vs coconut':>10
 for name, t in (("coconut: cached latent loop", t_coconut), ("CoT-equivalent: one forward, no thoughts", t_cot),
                 ("reference: recompute per thought", t_reference)):
     print(f"  {name:42} {t * 1e3:10.1f} {n_tokens / t:10.0f} {fmt(mfu(t), '7.1%')}  {t / t_coconut:9.2f}x")
-print(f"  coconut / CoT {median(ratios_vs_cot):.2f}x, the median of {len(ratios_vs_cot)} rounds (CPU target <= 1.25), "
-      f"speed-up over reference {t_reference / t_coconut:.1f}x (CPU target >= 3)")
+print(f"  coconut / CoT {median(ratios_vs_cot):.2f}x, the median of {len(ratios_vs_cot)} rounds "
+      f"({', '.join(f'{x:.3f}' for x in ratios_vs_cot)}); speed-up over reference {t_reference / t_coconut:.1f}x")
 print(f"\ngeneration: {n_gen} questions ({gen_batch['idx'].size(1)}-column prompts), {n_thoughts} "
       f"thoughts + {max_new_tokens} greedy tokens each")
 print(f"  {'':42} {'seconds':>10} {'questions/s':>12}")
 for name, t in (("batched, KV cache (coconut.generate)", t_gen), ("one at a time, full recompute", t_recompute)):
     print(f"  {name:42} {t:10.3f} {n_gen / t:12.2f}")
-print(f"  speed-up {t_recompute / t_gen:.1f}x (CPU target >= 20), same tokens: {same_tokens}")
+print(f"  speed-up {t_recompute / t_gen:.1f}x, same tokens: {same_tokens}")
 print(f"\nlatent step: one thought at batch 1 after {start} cached positions")
 print(f"  {'eager':42} {t_thought * 1e6:10.1f} us")
 print(f"  {'compiled (reduce-overhead)':42} {fmt(t_thought_compiled and t_thought_compiled * 1e6, '10.1f'):>10} us")

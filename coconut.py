@@ -1,9 +1,15 @@
 """
 Coconut's latent loop: the model's last hidden state is fed back as its next input embedding.
 
-A batch from data.collate holds, in every row, the same columns [start, start + n_latent) for the
-continuous thoughts. n thoughts cost n + 1 passes through the KV cache: one over the prefix,
-one per thought, then one over the rest. Gradients flow through every thought.
+A continuous thought is the final hidden state (after ln_f) at one position, used as the input
+embedding of the next position instead of the embedding of a sampled token. It is never
+decoded, so it is not forced to commit to one next step.
+
+Training differs from CoT in one way: the inputs of the thought columns are not known before
+the forward pass, they are its outputs. So a batch from data.collate (whose rows all hold their
+thoughts in the same columns [start, start + n_latent)) runs in n + 1 passes through the KV
+cache: one over the prefix, one per thought, then the last one also reads the rest. Gradients
+flow through every thought. Without thoughts (CoT, stage 0) it is one ordinary forward.
 
     python -c "import coconut; help(coconut.latent_forward)"
 """

@@ -1,15 +1,19 @@
 """
-Validation accuracy against training time, from the log.jsonl of each run given.
+Pictures: validation accuracy against training time, from the log.jsonl of each run given;
+and the latent search of one ProsQA question (drawn by `python sample.py --plot=FILE.png`).
 
-    python plot.py out out-cot out-nocot --out=accuracy.png     # needs matplotlib (optional)
+    python plot.py out out-cot out-nocot --out=accuracy.png     # needs matplotlib
 
-Runs named METHOD-sSEED share a colour per method. Without matplotlib it prints the same
-curves as a table.
+Runs named METHOD-sSEED share a colour per method. Without matplotlib the curves print as a
+table.
 """
 import json
+import math
 import os
 import re
 import sys
+
+import tasks
 
 
 def curve(run):
@@ -53,6 +57,96 @@ def main(argv):
     plt.tight_layout()
     plt.savefig(out, dpi=120)
     print(f"wrote {out}")
+
+
+# -----------------------------------------------------------------------------
+# The latent search: a ProsQA graph, one panel per continuous thought, each node shaded by the
+# value the thought gives it (sample.node_values: the probability of its name as the next step)
+
+PANEL_W, PANEL_H, DPI = 6.4, 4.8, 100  # inches per panel, dots per inch
+
+
+def pyplot():
+    """matplotlib's pyplot, drawing to files; a clear message if it is not installed."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise SystemExit("drawing needs matplotlib: pip install matplotlib") from None
+    return plt
+
+
+def graph_layout(record):
+    """{node: (column, row)}: the column of a node the root reaches is its BFS distance from the
+    root (root in column 0); the other nodes sit in a band below, by their depth from their
+    own sources. Within a column, nodes are ordered by the mean row of their parents, which
+    keeps most edges short and uncrossed."""
+    n = len(record["idx_to_symbol"])
+    children, parents = tasks.adjacency(n, record["edges"])
+    dist = tasks.bfs(children, record["root"])
+    depth = {}  # longest path from a source, for the nodes the root does not reach
+    for v in sorted(set(range(n)) - set(dist), key=lambda v: len(tasks.bfs(parents, v))):
+        depth[v] = 1 + max((depth[u] for u in parents[v] if u in depth), default=-1)
+    pos, top = {}, 0.0
+
+    def parent_row(v):  # where v's parents already sit; the band's top if none does
+        rows = [pos[u][1] for u in parents[v] if u in pos]
+        return sum(rows) / len(rows) if rows else top
+
+    for band in (dist, depth):
+        columns = {}
+        for v, c in band.items():
+            columns.setdefault(c, []).append(v)
+        for c in sorted(columns):  # left to right, so parents are placed first
+            for i, v in enumerate(sorted(columns[c], key=lambda v: (parent_row(v), v))):
+                pos[v] = (c, top + i)
+        top += max((len(vs) for vs in columns.values()), default=0) + 0.8  # a gap between bands
+    return pos
+
+
+def latent_search(record, values, title):
+    """A figure of the question's graph, one panel per thought. values[k] = {node: value} after
+    k+1 thoughts. Returns the matplotlib figure (PANEL_W x PANEL_H inches per panel)."""
+    plt = pyplot()
+    from matplotlib.patches import FancyArrowPatch
+    sym, root = record["idx_to_symbol"], record["root"]
+    marks = {record["target"]: ("tab:green", 2.2), record["neg_target"]: ("tab:blue", 2.2)}
+    pos = graph_layout(record)
+    n_cols = max(c for c, _ in pos.values()) + 1
+    n_rows = max(r for _, r in pos.values()) + 1
+    K = len(values)
+    cols = min(K, 3)
+    rows = math.ceil(K / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * PANEL_W, rows * PANEL_H), dpi=DPI,
+                             squeeze=False)
+    cmap, font = plt.get_cmap("YlOrRd"), 11 if n_rows <= 6 else 8 if n_rows <= 10 else 6.5
+    for k, ax in enumerate(axes.flat):
+        ax.set_axis_off()
+        if k >= K:
+            continue
+        ax.set_xlim(-0.6, n_cols - 0.4)
+        ax.set_ylim(n_rows - 0.5, -0.9)  # row 0 at the top
+        ax.set_title(f"thought {k + 1}", fontsize=10)
+        for p, c in record["edges"]:
+            ax.add_patch(FancyArrowPatch(pos[p], pos[c], arrowstyle="-|>", mutation_scale=8,
+                                         shrinkA=14, shrinkB=14, color="0.6", lw=0.7))
+        for v, (x, y) in pos.items():
+            value = values[k].get(v)
+            face = "white" if value is None else cmap(value)
+            edge, width = marks.get(v, ("0.3", 0.6))
+            ax.text(x, y, sym[v], ha="center", va="center", fontsize=font,
+                    weight="bold" if v == root else "normal",
+                    bbox=dict(boxstyle="round,pad=0.25", fc=face, ec=edge, lw=width))
+    fig.suptitle(title, fontsize=12)
+    fig.subplots_adjust(left=0.01, right=0.9, bottom=0.08, top=0.86 if rows == 1 else 0.9, wspace=0.04, hspace=0.12)
+    sm = plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(0, 1))
+    fig.colorbar(sm, cax=fig.add_axes([0.92, 0.2, 0.012, 0.6]),
+                 label="value: probability of the node's name as the next step")
+    handles = [plt.Line2D([], [], marker="s", ls="", mfc="white", mec=c, mew=2, label=l)
+               for c, l in (("tab:green", "answer (the option the root reaches)"), ("tab:blue", "the other option"))]
+    fig.legend(handles=handles, loc="lower center", ncol=2, fontsize=10, frameon=False)
+    return fig
 
 
 if __name__ == "__main__":

@@ -1,17 +1,21 @@
 """
-Samples from a trained checkpoint: each continuous thought decoded through the LM head, the
-generated text and its answer; and the paper's two analyses of ProsQA (Section 5).
+Samples from a trained checkpoint: what each continuous thought leans towards, the generated
+text and its answer; a picture of the latent search; the paper's two analyses of ProsQA
+(Section 5). Without a checkpoint in out/ it uses the model shipped in models/prosqa_cpu/.
 
-    python train.py config/prosqa_cpu.py           # first: a small model into out/ (~15 min)
     python sample.py                               # one test question, its thoughts decoded
+    python sample.py --latent 6                    # 6 thoughts instead of the trained number
+    python sample.py --plot=search.png             # the question's graph, shaded by each thought
     python sample.py --num_samples=500             # accuracy on 500 test questions
-    python sample.py --latent 2                    # 2 thoughts instead of the trained number
     python sample.py --question="Tom is a wumpus. Every wumpus is a yumpus. Is Tom a yumpus or zumpus?"
     python sample.py --analyze=frontier            # values of frontier nodes after k thoughts
     python sample.py --analyze=mixing              # k thoughts, then language: path categories
     python sample.py --out_dir=out-cot             # another run's checkpoint
 
-Answers are greedy and checked the way train.py checks them (the text after "#", exact match).
+For a ProsQA question, a thought's value for a node is the probability that the language after
+the thought names that node next ("Every <node> is a ..."), which is how the paper reads its
+latent search. Answers are greedy and checked the way train.py checks them (the text after
+"#", exact match).
 """
 import os
 import random
@@ -22,19 +26,21 @@ import torch
 import torch.nn.functional as F
 
 import coconut
+import common
 import data
+import tasks
 from configurator import configure
-from model import GPT, GPTConfig
 
 # -----------------------------------------------------------------------------
 out_dir = "out"  # where train.py wrote best.pt / ckpt.pt
-init_from = ""  # a checkpoint path; default out_dir/best.pt, else out_dir/ckpt.pt
+init_from = ""  # a checkpoint path or exported folder; default out_dir/best.pt, else ckpt.pt
 question = ""  # free text in the dataset's format; default: questions from the test split
 num_samples = 1  # test questions (<= 0: all); the analyses use more when this is left at 1
 latent = -1  # continuous thoughts at inference; -1: as many as trained
 seed = 0  # which test questions are picked
 max_new_tokens = 96
 analyze = ""  # '', 'frontier' or 'mixing' (ProsQA)
+plot = ""  # a .png path: draw the latent search of one ProsQA question there
 device = "auto"  # 'auto', 'cpu', 'cuda', 'mps'
 top_k = 5  # tokens shown per decoded thought
 batch_size = 128  # questions generated at once
@@ -42,38 +48,22 @@ batch_size = 128  # questions generated at once
 config_keys = [k for k, v in globals().items() if not k.startswith("_") and isinstance(v, (int, float, bool, str))]
 
 SHOW = 5  # questions printed in full; the rest only count towards the accuracy
+SHIPPED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "models", "prosqa_cpu")
 CATEGORIES = ("correct path", "longer path", "hallucination", "wrong target",
               "correct label", "incorrect label")
 
 
-def load_checkpoint(path, device):
+def load(path, device):
     """(model in eval mode, its Vocab, the train.py settings it was trained with)."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)  # never unpickle code
-    if not isinstance(ckpt, dict) or "model" not in ckpt or "config" not in ckpt:
-        raise SystemExit(f"{path} is not a checkpoint written by train.py")
-    model = GPT(GPTConfig(**ckpt["model_args"]))
-    model.load_state_dict(ckpt["model"])
-    vocab = data.Vocab(ckpt["vocab"]) if ckpt.get("vocab") is not None else data.Vocab()
+    ckpt = common.load_checkpoint(path)
+    model, vocab = common.model_from_checkpoint(ckpt)
     return model.to(device).eval(), vocab, ckpt["config"]
-
-
-def checkpoint_path(out_dir, init_from):
-    if init_from:
-        if not os.path.isfile(init_from):
-            raise SystemExit(f"no checkpoint at {init_from}")
-        return init_from
-    for name in ("best.pt", "ckpt.pt"):  # ckpt.pt: a run killed before its first best.pt
-        if os.path.isfile(os.path.join(out_dir, name)):
-            return os.path.join(out_dir, name)
-    raise SystemExit(f"no checkpoint in {out_dir}/ (best.pt or ckpt.pt). Train one first: "
-                     "python train.py config/prosqa_cpu.py (it writes out/), or point --out_dir "
-                     "or --init_from at another run's checkpoint")
 
 
 def trained_thoughts(cfg):
     """Thoughts the model saw at its last stage (K*c for Coconut, 0 for CoT)."""
     return data.stage_plan(10**9, cfg["method"], cfg["max_latent_stage"] + 1, cfg["c_thought"],
-                           cfg["max_latent_stage"], True)[1]
+                           cfg["max_latent_stage"], True).n_latent
 
 
 def prompt(ex, vocab, cfg, n_latent=None):
@@ -81,10 +71,6 @@ def prompt(ex, vocab, cfg, n_latent=None):
     return data.layout(ex, vocab, cfg["method"], cfg["max_latent_stage"] + 1, cfg["c_thought"],
                        cfg["max_latent_stage"], cfg["pad_latent_to_max"], n_latent=n_latent,
                        prompt_only=True)
-
-
-def answer_of(text):
-    return text.split("#")[-1].replace(",", "").strip()  # as train.py's evaluate
 
 
 def pick(records, n, seed):
@@ -119,16 +105,15 @@ def run(model, vocab, records, cfg, latent=-1, max_new_tokens=96, batch_size=128
         # what each thought would say if it were decoded as a token (it never is)
         probs, top = F.softmax(model.lm_head(thoughts).float(), -1).topk(top_k, -1)  # (B, n, top_k)
         probs, top, tokens = probs.tolist(), top.tolist(), tokens.tolist()
-        for b, (ids_b, _, _) in enumerate(prompts):
-            record, row = records[i + b], tokens[b]
-            row = row[:row.index(vocab.eos) + 1] if vocab.eos in row else row
-            text = vocab.decode([t for t in row if t != vocab.eos])
-            n = ids_b.count(vocab.latent)  # a row may have fewer thoughts than the batch
-            truth = record["answer"]
+        for b, row in enumerate(prompts):
+            record = records[i + b]
+            text, n_new = data.decode_output(vocab, tokens[b])
+            n = row.ids.count(vocab.latent)  # a row may have fewer thoughts than the batch
+            truth, answer = record["answer"], data.answer_of(text)
             results.append(dict(
-                question=record["question"], text=text, answer=answer_of(text), truth=truth,
-                correct=None if truth is None else answer_of(text) == answer_of(truth),
-                n_thoughts=n, n_tokens=len(row) + n,
+                question=record["question"], text=text, answer=answer, truth=truth,
+                correct=None if truth is None else answer == data.answer_of(truth),
+                n_thoughts=n, n_tokens=n_new + n,
                 thoughts=[[(vocab.decode([t]), p) for t, p in zip(top[b][j], probs[b][j])]
                           for j in range(n)]))
     return results
@@ -154,10 +139,16 @@ def short(text, n=70):
     return text if len(text) <= 2 * n + 5 else text[:n] + " ... " + text[-n:]
 
 
-def print_result(i, r):
+def print_result(i, r, sym=None, top_k=5):
+    """One result; with a ProsQA graph's names (sym), each thought as the nodes it values most
+    (r["values"]), else as the tokens it decodes to."""
     print(f"question {i}: {short(r['question'])}")
     for j, top in enumerate(r["thoughts"]):
-        print(f"  thought {j + 1}: " + "  ".join(f"{t!r} {p:.2f}" for t, p in top))
+        if sym is not None and r.get("values"):
+            ranked = sorted(r["values"][j].items(), key=lambda kv: -kv[1])[:top_k]
+            print(f"  thought {j + 1}: " + ", ".join(f"{sym[v]} {p:.2f}" for v, p in ranked))
+        else:
+            print(f"  thought {j + 1}: " + "  ".join(f"{t!r} {p:.2f}" for t, p in top))
     print("  output:")
     for line in r["text"].split("\n"):
         print(f"    {line}")
@@ -171,37 +162,51 @@ def print_result(i, r):
 # ProsQA analyses. A record carries its graph: idx_to_symbol, edges [parent, child], root, target.
 
 def graph(record):
-    return data.adjacency(len(record["idx_to_symbol"]), record["edges"])
+    return tasks.adjacency(len(record["idx_to_symbol"]), record["edges"])
 
 
 @torch.no_grad()
-def frontier_values(model, vocab, record, ex, k, cfg):
-    """After k thoughts, teacher-force "Every" and score each node v at distance k from the
-    root by the probability of v's name tokens (their product; no renormalisation).
-
-    Returns [(node, value, reaches_target, height)] sorted by value, height being the distance
-    to the nearest leaf. All candidates go through one batched latent forward.
-    """
-    children, _ = graph(record)
-    dist = data.bfs(children, record["root"])
-    nodes = [v for v, d in dist.items() if d == k // cfg["c_thought"]]  # step k/c names them
-    if not nodes:  # the graph is shallower than k steps
-        return []
+def name_values(model, vocab, record, ex, k, cfg, nodes):
+    """After k thoughts, teacher-force "Every" and score each node v of `nodes` by the
+    probability of v's name tokens (their product; no renormalisation). One batched forward."""
     ids, _, at = prompt(ex, vocab, cfg, n_latent=k)  # ends with <eot>
     head = ids + vocab.encode("Every")  # a step right after <eot> has no leading space
     rows = []
     for v in nodes:
         name = vocab.encode(" " + record["idx_to_symbol"][v])
-        rows.append((head + name, [-100] * len(head) + name, at))  # labels mark the name tokens
+        rows.append(data.Row(head + name, [-100] * len(head) + name, at))  # labels mark the name tokens
     batch = data.collate(rows, vocab, next(model.parameters()).device)  # <latent> -> continuous
     h = coconut.latent_forward(model, batch)  # (B, T, C)
     logp = F.log_softmax(model.lm_head(h[:, :-1]).float(), -1)  # (B, T-1, V) predicts t+1
     y = batch["labels"][:, 1:]
     lp = logp.gather(-1, y.clamp(min=0)[..., None])[..., 0]  # (B, T-1)
-    values = (lp * (y != -100)).sum(1).exp().tolist()  # product of the name's probabilities
+    return (lp * (y != -100)).sum(1).exp().tolist()  # product of the name's probabilities
+
+
+def node_values(model, vocab, record, ex, K, cfg):
+    """[{node: value} after 1, 2, ..., K thoughts] over every concept node (a person's name
+    never follows "Every")."""
+    _, parents = graph(record)
+    nodes = [v for v in range(len(record["idx_to_symbol"])) if parents[v]]
+    return [dict(zip(nodes, name_values(model, vocab, record, ex, k, cfg, nodes))) for k in range(1, K + 1)]
+
+
+def frontier_values(model, vocab, record, ex, k, cfg):
+    """The values after k thoughts of the nodes at distance k/c from the root (the frontier
+    that the next language step would name).
+
+    Returns [(node, value, reaches_target, height)] sorted by value, height being the distance
+    to the nearest leaf.
+    """
+    children, _ = graph(record)
+    dist = tasks.bfs(children, record["root"])
+    nodes = [v for v, d in dist.items() if d == k // cfg["c_thought"]]  # step k/c names them
+    if not nodes:  # the graph is shallower than k steps
+        return []
+    values = name_values(model, vocab, record, ex, k, cfg, nodes)
     out = []
     for v, value in zip(nodes, values):
-        reach = data.bfs(children, v)
+        reach = tasks.bfs(children, v)
         height = min(d for u, d in reach.items() if not children[u])
         out.append((v, value, record["target"] in reach, height))
     return sorted(out, key=lambda x: -x[1])
@@ -220,7 +225,7 @@ def classify(record, text):
       part in thoughts counts as the shortest way from the root to where the text starts);
     - otherwise (a valid path to another node, or a wrong answer): 'wrong target'.
     """
-    correct = answer_of(text) == answer_of(record["answer"])
+    correct = data.answer_of(text) == data.answer_of(record["answer"])
     lines = [s.strip() for s in text.split("#")[0].split("\n") if s.strip()]
     if not lines:
         return "correct label" if correct else "incorrect label"
@@ -235,7 +240,7 @@ def classify(record, text):
         if (p, c) not in edges or (path and path[-1] != p):
             return "hallucination"
         path += [p, c] if not path else [c]
-    dist = data.bfs(graph(record)[0], record["root"])
+    dist = tasks.bfs(graph(record)[0], record["root"])
     if path[0] not in dist:
         return "hallucination"
     if path[-1] != record["target"] or not correct:
@@ -244,10 +249,27 @@ def classify(record, text):
     return "correct path" if shortest else "longer path"
 
 
+def has_graph(record):
+    return {"edges", "idx_to_symbol", "root", "target"} <= record.keys()
+
+
 def check_graph(records):
-    if not all({"edges", "idx_to_symbol", "root", "target"} <= r.keys() for r in records):
+    if not all(has_graph(r) for r in records):
         raise SystemExit("the analyses need ProsQA records with their graph (edges, "
-                         "idx_to_symbol, root, target), as data.py generates them")
+                         "idx_to_symbol, root, target), as tasks.py generates them")
+
+
+def draw(model, vocab, record, result, cfg, path):
+    """The latent search of one question, written to path (a PNG)."""
+    import plot  # matplotlib is needed only here
+    ex = data.tokenize([record], vocab, questions_only=True)[0]
+    values = node_values(model, vocab, record, ex, result["n_thoughts"], cfg)
+    verdict = "" if result["correct"] is None else " (right)" if result["correct"] else " (wrong)"
+    query = record["question"][record["question"].rindex(" Is ") + 1:]
+    title = f"{query}   The model answers \"{result['answer']}\"{verdict}"
+    fig = plot.latent_search(record, values, title)
+    fig.savefig(path, dpi=plot.DPI)
+    return path
 
 
 def print_frontier(model, vocab, records, cfg, K):
@@ -292,16 +314,25 @@ if __name__ == "__main__":
     globals().update(configure({k: globals()[k] for k in config_keys}, sys.argv[1:]))
     if analyze not in ("", "frontier", "mixing"):
         raise SystemExit(f"analyze={analyze!r}: choose 'frontier' or 'mixing' (or leave it empty)")
-    if analyze and question:
-        raise SystemExit("the analyses run on the test split; drop --question")
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+    if analyze and (question or plot):
+        raise SystemExit("the analyses run on the test split; drop --question and --plot")
+    if plot and not plot.endswith(".png"):
+        raise SystemExit(f"plot={plot!r}: give a file name ending in .png")
+    device, _, _ = common.setup_device(device, "float32")
     torch.manual_seed(seed)
-    path = checkpoint_path(out_dir, init_from)
-    model, vocab, cfg = load_checkpoint(path, device)
+    path = init_from
+    if not path:
+        shipped = out_dir == "out" and not any(os.path.isfile(os.path.join(out_dir, f)) for f in ("best.pt", "ckpt.pt"))
+        path = SHIPPED if shipped and os.path.isdir(SHIPPED) else common.find_checkpoint(out_dir)
+        if path == SHIPPED:
+            print(f"no checkpoint in out/: using the shipped model {os.path.relpath(SHIPPED)} "
+                  "(train your own with python train.py config/prosqa_cpu.py)")
+    model, vocab, cfg = load(path, device)
     trained = trained_thoughts(cfg)
-    if analyze and trained == 0:
-        raise SystemExit(f"the analyses vary the number of thoughts; a {cfg['method']} model has none")
+    if (analyze or plot) and trained == 0:
+        raise SystemExit(f"{'--plot' if plot else 'the analyses'} show(s) thoughts; a {cfg['method']} model has none")
+    if plot and cfg["task"] != "prosqa":
+        raise SystemExit(f"--plot draws a ProsQA question's graph; this model was trained on {cfg['task']!r}")
     print(f"{path}: {cfg['method']} on {cfg['task']}, trained with {trained} thought(s)")
     if latent > trained:
         print(f"warning: {latent} thoughts, more than the {trained} this model was trained with")
@@ -310,18 +341,29 @@ if __name__ == "__main__":
 
     if question:
         records = [dict(question=question, steps=[], answer=None)]
+        if cfg["task"] == "prosqa":  # its graph: node values, a picture, and the right answer
+            try:
+                g = tasks.parse_prosqa(question)
+                sym = g["idx_to_symbol"]
+                records = [dict(records[0], answer=f"{sym[g['root']]} is a {sym[g['target']]}.", **g)]
+            except ValueError as e:
+                if plot:
+                    raise SystemExit(f"--plot needs the question's graph, and {e}")
         # a free question has no steps to count, so "as trained" means K*c thoughts
         latent = trained if latent < 0 else latent
     else:
+        here = os.path.join(path if os.path.isdir(path) else os.path.dirname(path), f"{cfg['task']}_test.json")
         data_dir = cfg["data_dir"] or os.path.join("data", cfg["task"])
-        test_path = os.path.join(data_dir, f"{cfg['task']}_test.json")
+        test_path = here if os.path.isfile(here) else os.path.join(data_dir, f"{cfg['task']}_test.json")
         try:
             records = data.load_records(test_path)
         except (FileNotFoundError, ValueError) as e:
             raise SystemExit(str(e))
         # one question is too few for an analysis: the paper's test split has 500
         n = {"": num_samples, "frontier": 3, "mixing": 500}[analyze] if num_samples == 1 else num_samples
-        records = pick(records, n, seed)
+        records = pick(records, 1 if plot else n, seed)
+        if plot and not has_graph(records[0]):
+            raise SystemExit(f"--plot needs ProsQA records with their graph; {test_path} has none")
     K = trained if latent < 0 else latent
 
     try:
@@ -331,8 +373,12 @@ if __name__ == "__main__":
             print_mixing(model, vocab, records, cfg, K, max_new_tokens, batch_size)
         else:
             results = run(model, vocab, records, cfg, latent, max_new_tokens, batch_size, top_k)
-            for i, r in enumerate(results[:SHOW]):
-                print_result(i + 1, r)
+            examples = data.tokenize(records[:SHOW], vocab, questions_only=True)
+            for i, (record, ex, r) in enumerate(zip(records, examples, results)):
+                sym = record.get("idx_to_symbol") if has_graph(record) else None
+                if sym is not None:  # name the nodes each thought values most
+                    r["values"] = node_values(model, vocab, record, ex, r["n_thoughts"], cfg)
+                print_result(i + 1, r, sym, top_k)
             if len(results) > SHOW:
                 print(f"... and {len(results) - SHOW} more, not shown")
             correct, judged, mean_tokens = accuracy(results)
@@ -341,5 +387,7 @@ if __name__ == "__main__":
                       f"mean generated tokens {mean_tokens:.1f} (thoughts included)")
                 for n_steps, (c, j) in sorted(by_steps(records, results).items()):
                     print(f"  {n_steps}-step questions: {c / j:.3f} ({c}/{j})")
+            if plot:
+                print(f"wrote {draw(model, vocab, records[0], results[0], cfg, plot)}")
     except ValueError as e:  # unknown words for a task vocabulary, a question that does not fit
         raise SystemExit(f"error: {e}")

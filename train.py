@@ -13,16 +13,19 @@ import os
 import random
 import sys
 import time
-from contextlib import nullcontext
 
 import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
 import coconut
+import common
 import data
+import speedups
+import tasks
+import weights
 from configurator import configure
-from model import GPT, GPTConfig, keep_freed_memory
+from model import GPT, GPTConfig
 
 # -----------------------------------------------------------------------------
 # default config values: the paper's ProsQA recipe with a small model from scratch
@@ -104,19 +107,9 @@ if ddp:
 else:
     rank, world_size = 0, 1
 master = rank == 0
-if device == "auto":
-    device = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+device, ptdtype, autocast = common.setup_device(device, dtype)
 device_type = device.split(":")[0]
-if dtype == "auto":
-    dtype = "bfloat16" if device_type == "cuda" and torch.cuda.is_bf16_supported() else "float32"
-ptdtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
-autocast = nullcontext() if ptdtype == torch.float32 else torch.autocast(device_type, dtype=ptdtype)
 torch.manual_seed(seed)
-if device_type == "cuda":
-    torch.backends.cuda.matmul.allow_tf32 = True
-    torch.backends.cudnn.allow_tf32 = True
-else:  # large CPU tensors are reused, not page-faulted in again every step (see model.py)
-    keep_freed_memory()
 
 
 def log(*args):
@@ -127,24 +120,13 @@ def log(*args):
 # -----------------------------------------------------------------------------
 # checkpoint to start from
 
-def load_checkpoint(path):
-    if not os.path.isfile(path):
-        raise SystemExit(f"no checkpoint at {path}: train one first, e.g. python train.py "
-                         f"config/prosqa_cpu.py --out_dir={os.path.dirname(path) or '.'}")
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)  # never unpickle code
-    if not isinstance(ckpt, dict) or "model" not in ckpt or "model_args" not in ckpt:
-        raise SystemExit(f"{path} is not a checkpoint written by train.py")
-    return ckpt
-
-
 ckpt = None
 if init_from == "resume":
-    ckpt = load_checkpoint(os.path.join(out_dir, "ckpt.pt"))
+    ckpt = common.load_checkpoint(os.path.join(out_dir, "ckpt.pt"))
 elif eval_only and init_from == "scratch":  # the best checkpoint of out_dir, else the last
-    best = os.path.join(out_dir, "best.pt")
-    ckpt = load_checkpoint(best if os.path.exists(best) else os.path.join(out_dir, "ckpt.pt"))
+    ckpt = common.load_checkpoint(common.find_checkpoint(out_dir))
 elif init_from.endswith(".pt"):
-    ckpt = load_checkpoint(init_from)
+    ckpt = common.load_checkpoint(init_from)
 if ckpt is not None and not eval_only:
     # resuming a run with another model size is a mistake; a checkpoint path sets the size
     for k in ("n_layer", "n_head", "n_embd", "block_size"):
@@ -160,12 +142,12 @@ if ckpt is not None and eval_only:
         config[k] = globals()[k] = ckpt["config"][k]  # evaluate the way it was trained
 
 # -----------------------------------------------------------------------------
-# data: generated on first use, tokenized once
+# data: generated on first use (tasks.py), tokenized once
 
 data_dir = data_dir or os.path.join("data", task)
 knobs = dict(n_nodes=n_nodes, min_hops=min_hops, max_hops=max_hops) if task == "prosqa" else {}
 if master and not eval_only:
-    data.ensure_splits(task, data_dir, n_train=None if n_train < 0 else n_train, seed=data_seed, **knobs)
+    tasks.ensure_splits(task, data_dir, n_train=None if n_train < 0 else n_train, seed=data_seed, **knobs)
 if ddp:
     dist.barrier()  # the other ranks wait until rank 0 has written the data
 split_path = lambda split: os.path.join(data_dir, f"{task}_{split}.json")
@@ -175,46 +157,30 @@ if eval_only:
 else:
     train_records = data.load_records(split_path("train"))
     val_records = data.load_records(split_path("valid"))
-if ckpt is not None and ckpt.get("vocab") is not None:
-    tok = data.Vocab(ckpt["vocab"])
-elif ckpt is not None or vocab == "gpt2":
-    tok = data.Vocab()
+
+# -----------------------------------------------------------------------------
+# model, and the vocabulary it reads
+
+if ckpt is not None:
+    model, tok = common.model_from_checkpoint(ckpt)
 else:
-    tok = data.Vocab.from_records(train_records)
+    # from scratch, a model needs only the GPT-2 tokens of its training split (vocab='task')
+    tok = data.Vocab() if vocab == "gpt2" else data.Vocab.from_records(train_records)
+    if init_from == "scratch":
+        model = GPT(GPTConfig(block_size=block_size, vocab_size=tok.size, n_layer=n_layer,
+                              n_head=n_head, n_embd=n_embd, dropout=dropout))
+    else:  # pretrained GPT-2: a name or a model.safetensors path
+        model = weights.coconut_gpt2(init_from, tok, dropout)
+for k in ("n_layer", "n_head", "n_embd", "block_size"):
+    config[k] = globals()[k] = getattr(model.config, k)
+model_args = dict(vars(model.config))
+model.to(device)
 train_set = data.tokenize(train_records, tok)
 val_set = data.tokenize(val_records, tok, questions_only=eval_only)
 if n_val > 0:
     val_records, val_set = val_records[:n_val], val_set[:n_val]
 layout_args = dict(c_thought=c_thought, max_latent_stage=max_latent_stage,
                    pad_latent_to_max=pad_latent_to_max)
-
-# -----------------------------------------------------------------------------
-# model
-
-if ckpt is not None:
-    model = GPT(GPTConfig(**ckpt["model_args"]))
-    model.load_state_dict(ckpt["model"])
-    for k in ("n_layer", "n_head", "n_embd", "block_size"):
-        config[k] = globals()[k] = ckpt["model_args"][k]
-elif init_from == "scratch":
-    model = GPT(GPTConfig(block_size=block_size, vocab_size=tok.size, n_layer=n_layer,
-                          n_head=n_head, n_embd=n_embd, dropout=dropout))
-else:  # pretrained GPT-2: a name or a model.safetensors path
-    model = GPT.from_pretrained(init_from, vocab_size=data.GPT2_VOCAB_SIZE, dropout=dropout)
-    with torch.no_grad():
-        wte = model.transformer.wte.weight  # (50304, C)
-        # the new tokens start as a copy of "<<", as in the paper
-        wte[[data.BOT, data.EOT, data.LATENT, data.PAUSE]] = wte[data.encode("<<")[0]].clone()
-        if tok.gpt2_ids is not None:  # a task vocabulary keeps the matching rows only
-            rows = wte[tok.gpt2_ids]
-            sd = {k: v for k, v in model.state_dict().items() if k not in ("lm_head.weight", "transformer.wte.weight")}
-            model = GPT(GPTConfig(**{**vars(model.config), "vocab_size": tok.size}))
-            model.load_state_dict(sd, strict=False)
-            model.transformer.wte.weight[:len(rows)] = rows
-    for k in ("n_layer", "n_head", "n_embd", "block_size"):
-        config[k] = globals()[k] = getattr(model.config, k)
-model_args = dict(vars(model.config))
-model.to(device)
 
 # every sequence must fit the context: check the longest before training starts
 thoughts_max = 2 + max_latent_stage * c_thought  # <bot>, <eot> and the thoughts
@@ -227,8 +193,7 @@ if longest[0] > model.config.block_size:
                      f"the context block_size={model.config.block_size} (generation adds "
                      f"max_new_tokens={max_new_tokens}); raise block_size or shorten the data")
 fwd_model = torch.compile(model, dynamic=True) if compile and device_type == "cuda" else model
-if fwd_model is model and ptdtype == torch.float32:  # eager float32, as on CPU (see model.Linear)
-    model.set_grad_in_place()
+speedups.enable(model, device_type, eager_float32=fwd_model is model and ptdtype == torch.float32)
 
 # -----------------------------------------------------------------------------
 # evaluation: loss at the current stage, and accuracy by greedy generation
@@ -260,16 +225,14 @@ def evaluate(stage, thoughts=None, with_loss=True):
         with autocast:
             out = coconut.generate(model, batch, max_new_tokens, tok.eos).tolist()
         for j, row, prompt in zip(ids, out, prompts):
-            row = row[:row.index(tok.eos) + 1] if tok.eos in row else row
-            text = tok.decode([t for t in row if t != tok.eos])
+            text, n_new = data.decode_output(tok, row)
             record = val_records[j]
-            answer = text.split("#")[-1].replace(",", "").strip()
-            totals[2] += answer == record["answer"].replace(",", "").strip()
-            dropped = data.stage_plan(len(record["steps"]), method, stage, **layout_args)[0]
+            totals[2] += data.answer_of(text) == data.answer_of(record["answer"])
+            dropped = data.stage_plan(len(record["steps"]), method, stage, **layout_args).dropped
             if dropped < len(record["steps"]):  # CoT match: only where steps remain in language
                 totals[3] += text.split("#")[0].strip() == "\n".join(record["steps"][dropped:]).strip()
                 totals[5] += 1
-            totals[4] += len(row) + prompt[0].count(tok.latent)  # thoughts count as generated
+            totals[4] += n_new + prompt.ids.count(tok.latent)  # thoughts count as generated
     if ddp:
         dist.all_reduce(totals)
     model.train()
@@ -318,7 +281,7 @@ def epoch_batches(epoch):
     per_step = batch_size * gradient_accumulation_steps * world_size
     steps = data.batch_order([len(ex["question"]) for ex in train_set], per_step, rng, sort_chunk)
     stage = stage_of(epoch)
-    stages = {i: rng.randrange(len(train_set[i]["steps"]) + 1) if rng.random() < uniform_prob else stage
+    stages = {i: data.sample_stage(rng, len(train_set[i]["steps"]), stage, uniform_prob)
               for rows in steps for i in rows}  # drawn for all rows, so every rank agrees
     for rows in steps:
         micro = []
@@ -345,7 +308,7 @@ ckpt = None  # free memory
 if master:
     os.makedirs(out_dir, exist_ok=True)
     log(f"{method} on {task}: {len(train_set)} train / {len(val_set)} val examples, "
-        f"{model.num_params() / 1e6:.2f}M parameters, vocab {tok.size}, {device} {dtype}, "
+        f"{model.num_params() / 1e6:.2f}M parameters, vocab {tok.size}, {device} {ptdtype}, "
         f"{world_size} process(es), {steps_per_epoch} steps per epoch")
 
 

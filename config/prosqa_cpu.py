@@ -21,7 +21,7 @@ max_latent_stage = 3
 epochs_per_stage = 2
 num_epochs = 10
 uniform_prob = 0.1  # 10% of examples at a random stage: earlier stages are not forgotten
-sort_chunk = 20  # batch questions of similar length: 47% -> 13% padding, 1.26x the tokens/s
+sort_chunk = 20  # batch questions of similar length: less padding (docs/performance.md)
 # AdamW with larger steps than the paper's 1e-4 (a small model from scratch), warmup after
 # each optimizer reset, cosine decay over the run
 batch_size = 32

@@ -59,31 +59,6 @@ def test_fast_loop_equals_reference(stages, pad):
         assert (a - b).abs().max() < 1e-5 * (1 + b.abs().max()), name
 
 
-def test_grad_in_place_equals_autograd():
-    """With grad_in_place every block's Linear adds its weight gradient into .grad itself and
-    returns none to autograd. Over two micro-batches (the second adds to the first's .grad),
-    every gradient equals plain autograd's."""
-    batches = [batch_of((3, 1, 2)), batch_of((0, 2, 4))]
-    grads = {}
-    for in_place in (False, True):
-        model = tiny()
-        model.set_grad_in_place(in_place)
-        coconut.train_step(model, batches)
-        grads[in_place] = {name: p.grad for name, p in model.named_parameters()}
-    for name, g in grads[False].items():
-        assert (grads[True][name] - g).abs().max() < 1e-5 * (1 + g.abs().max()), name
-    # the in-place path was taken: autograd itself returns no gradient for a block's weight
-    batch = batch_of((3, 3, 3), pad=True)
-    loss = coconut.lm_loss(model, coconut.latent_forward(model, batch), batch["labels"])
-    w = model.transformer.h[0].mlp.c_fc.weight
-    assert torch.autograd.grad(loss, w, allow_unused=True) == (None,)
-    # and a frozen weight gets no .grad, as with autograd
-    w.requires_grad_(False)
-    w.grad = None
-    coconut.train_step(model, [batch])
-    assert w.grad is None and model.transformer.h[0].mlp.c_proj.weight.grad is not None
-
-
 def test_bfloat16_autocast_tracks_float32():
     """train.py --dtype=bfloat16 on CPU (fast where the CPU has AMX): the latent loop under
     autocast gives float32's loss and gradients up to bfloat16 rounding."""
@@ -102,36 +77,79 @@ def test_bfloat16_autocast_tracks_float32():
     assert a.dtype == torch.float32 and not torch.equal(a, b)  # it did run in bfloat16
 
 
-def test_gradients_flow_through_thoughts():
-    """The loss depends on the first thought only through the hidden state fed back: cutting
-    that path (detach) must change the gradient of the prefix's parameters."""
+def test_lm_loss_by_hand():
+    """lm_loss is the mean cross-entropy of predicting token t+1 from hidden state t, over the
+    positions whose next token has a label: computed here position by position from the
+    logits of every position."""
     model = tiny()
+    batch = batch_of((1, 2, 0))
+    with torch.no_grad():
+        h = coconut.latent_forward(model, batch)
+        logits = model.lm_head(h)  # (B, T, V) everywhere, unlike lm_loss
+        loss, loss_sum = coconut.lm_loss(model, h, batch["labels"]), coconut.lm_loss(model, h, batch["labels"], 100)
+    terms = []
+    B, T = batch["idx"].shape
+    for b in range(B):
+        for t in range(T - 1):
+            y = int(batch["labels"][b, t + 1])
+            if y != -100:
+                p = torch.softmax(logits[b, t].double(), -1)[y]
+                terms.append(-torch.log(p).item())
+    assert len(terms) == sum(len(ex["answer"]) + sum(map(len, ex["steps"][s:])) for ex, s in zip(EXAMPLES, (1, 2, 0)))
+    assert loss.item() == pytest.approx(sum(terms) / len(terms), rel=1e-5)
+    assert loss_sum.item() == pytest.approx(sum(terms) / 100, rel=1e-5)  # a larger batch's count
+
+
+def test_gradients_flow_through_thoughts():
+    """The gradient of a question token's embedding equals a finite difference of the loss,
+    which moves along every path, the one through the fed-back thoughts included: a thought
+    cut from the graph (detach) would leave that path out of autograd's gradient."""
+    model = tiny().double()
     batch = batch_of((3, 3, 3), pad=True)
-    h = coconut.latent_forward(model, batch)
-    loss = coconut.lm_loss(model, h, batch["labels"])
-    g = torch.autograd.grad(loss, model.transformer.h[0].mlp.c_fc.weight)[0]
-    assert g.abs().sum() > 0
+    row = int(batch["idx"][0, batch["start"] - 3])  # a question token shortly before <bot>
+    y = batch["labels"][:, 1:]
+
+    def loss():  # lm_loss, but in float64 throughout (lm_loss takes its logits to float32)
+        h = coconut.latent_forward(model, batch)[:, :-1]
+        return torch.nn.functional.cross_entropy(model.lm_head(h[y != -100]), y[y != -100])
+
+    wte = model.transformer.wte.weight
+    g = torch.autograd.grad(loss(), wte)[0][row]
+    u = torch.randn(wte.size(1), dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    eps, diffs = 1e-5, []
+    with torch.no_grad():
+        for sign in (1, -1):
+            wte[row] += sign * eps * u
+            diffs.append(loss().item())
+            wte[row] -= sign * eps * u
+    fd = (diffs[0] - diffs[1]) / (2 * eps)
+    assert (g @ u).item() == pytest.approx(fd, rel=1e-6)
 
 
 def test_hidden_state_is_fed_back():
-    """The prefix is untouched, and the columns from the first thought on differ from a plain
-    forward that reads <latent> token embeddings: the thoughts are the fed-back hidden states."""
+    """The input embedding of each thought column is exactly the final hidden state of the
+    column before it: one plain forward (no cache) over those embeddings reproduces every
+    hidden state of the latent loop, and reading <latent> token embeddings instead does not."""
     model = tiny()
-    batch = batch_of((3, 3, 3), pad=True)
+    batch = batch_of((3, 1, 2))  # rows with 3, 1 and 2 thoughts
     with torch.no_grad():
         h = coconut.latent_forward(model, batch)
-        # plain forward with <latent> token embeddings instead of thoughts differs
-        plain = model(batch["idx"], pos=batch["pos"], mask=batch["mask"])
-    s = batch["start"]
-    assert torch.allclose(h[:, :s], plain[:, :s], atol=1e-5)  # same prefix
-    assert not torch.allclose(h[:, s:], plain[:, s:], atol=1e-3)  # thoughts change the rest
+        x = model.transformer.wte(batch["idx"])  # (B, T, C)
+        latent = batch["latent"]
+        for b, t in latent.nonzero().tolist():
+            x[b, t] = h[b, t - 1]
+        plain = model(embeds=x, pos=batch["pos"], mask=batch["mask"])
+        as_tokens = model(batch["idx"], pos=batch["pos"], mask=batch["mask"])
+    mask = batch["mask"]
+    assert (plain - h)[mask].abs().max() < 1e-5
+    assert (as_tokens - h)[mask].abs().max() > 1e-2
 
 
 def greedy_uncached(model, ids, thought_at, n_thoughts, max_new, eos):
     """One question, no cache: recompute the whole sequence for every new token."""
     seq, out = list(ids), []
     for _ in range(max_new):
-        b = data.collate([(seq, [-100] * len(seq), thought_at)], VOCAB)
+        b = data.collate([data.Row(seq, [-100] * len(seq), thought_at)], VOCAB)
         b["latent"][:, thought_at + n_thoughts:] = False  # generated tokens are plain tokens
         with torch.no_grad():
             h = coconut.reference_forward(model, b)
@@ -170,6 +188,32 @@ def test_generation_variants_by_thought_count():
         tokens, thoughts = coconut.generate(model, data.collate(prompts, VOCAB), 5, VOCAB.eos,
                                             return_thoughts=True)
         assert tokens.shape[0] == 3 and thoughts.shape[1] == k
+
+
+class ScriptedHead(torch.nn.Module):
+    """An LM head whose greedy token is <eos> at step stop[b] of row b, and 5 at every other."""
+
+    def __init__(self, stop, vocab_size, eos):
+        super().__init__()
+        self.stop, self.V, self.eos, self.calls = stop, vocab_size, eos, 0
+
+    def forward(self, h):  # (B, 1, C) -> (B, 1, V)
+        logits = torch.zeros(h.size(0), 1, self.V)
+        for b, s in enumerate(self.stop):
+            logits[b, 0, self.eos if self.calls == s else 5] = 1.0
+        self.calls += 1
+        return logits
+
+
+def test_generation_stops_at_eos():
+    """Each row keeps <eos> once it has emitted it, and generation ends when every row has."""
+    model = tiny(2).eval()
+    prompts = [data.layout(ex, VOCAB, "coconut", 4, max_latent_stage=3, prompt_only=True) for ex in EXAMPLES]
+    model.lm_head = ScriptedHead([2, 4, 0], VOCAB.size, VOCAB.eos)
+    tokens = coconut.generate(model, data.collate(prompts, VOCAB), 20, VOCAB.eos).tolist()
+    e = VOCAB.eos
+    assert tokens == [[5, 5, e, e, e], [5, 5, 5, 5, e], [e, e, e, e, e]]
+    assert model.lm_head.calls == 5  # no forward after the last row's <eos>
 
 
 def test_accumulation_equals_one_big_batch():

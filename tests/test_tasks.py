@@ -1,7 +1,7 @@
 """
-Tests for the ProsQA / ProntoQA generators, the splits and the loader in data.py (CPU, ~10 s).
+Tests for the ProsQA / ProntoQA generators, the splits and the data CLI in tasks.py (CPU, ~10 s).
 
-    python -m pytest tests/test_data_gen.py -q
+    python -m pytest tests/test_tasks.py -q
 """
 import json
 import os
@@ -15,13 +15,14 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 import data  # noqa: E402
+import tasks  # noqa: E402
 
 # -----------------------------------------------------------------------------
 # ProsQA
 
 @pytest.fixture(scope="module")
 def prosqa():
-    return data.generate_prosqa(2000, seed=0)
+    return tasks.generate_prosqa(2000, seed=0)
 
 def graph(r):
     N = len(r["idx_to_symbol"])
@@ -37,8 +38,8 @@ def check_prosqa(r, min_hops, max_hops):
     say = lambda p, c: f"{sym[p]} is a {sym[c]}." if not parents[p] else f"Every {sym[p]} is a {sym[c]}."
     # names are exactly the parentless nodes, and no symbol repeats
     assert len(set(sym)) == len(sym)
-    assert all((s in data.NAMES) == (not parents[v]) for v, s in enumerate(sym))
-    assert all(s in data.NAMES + data.CONCEPTS for s in sym)
+    assert all((s in tasks.NAMES) == (not parents[v]) for v, s in enumerate(sym))
+    assert all(s in tasks.NAMES + tasks.CONCEPTS for s in sym)
     # every edge stated exactly once, nothing else stated
     body, query = r["question"].rsplit(" Is ", 1)
     statements = [s + "." for s in body[:-1].split(". ")]
@@ -47,8 +48,8 @@ def check_prosqa(r, min_hops, max_hops):
     assert query in (f"{sym[root]} a {sym[target]} or {sym[neg]}?", f"{sym[root]} a {sym[neg]} or {sym[target]}?")
     assert r["answer"] == f"{sym[root]} is a {sym[target]}."
     # target reachable from root, neg_target only from the other name
-    dist = data.bfs(children, root)
-    assert target in dist and neg not in dist and neg in data.bfs(children, 1 - root)
+    dist = tasks.bfs(children, root)
+    assert target in dist and neg not in dist and neg in tasks.bfs(children, 1 - root)
     assert not children[target] and not children[neg]
     # steps: a shortest root -> target path, read back from the statement text
     index = {s: v for v, s in enumerate(sym)}
@@ -66,11 +67,11 @@ def test_prosqa_records_are_consistent(prosqa):
         assert list(r) == ["question", "answer", "steps", "idx_to_symbol", "edges", "root", "target", "neg_target"]
 
 def test_prosqa_deterministic(prosqa):
-    assert data.generate_prosqa(20, seed=0) == prosqa[:20]
-    assert data.generate_prosqa(20, seed=1) != prosqa[:20]
+    assert tasks.generate_prosqa(20, seed=0) == prosqa[:20]
+    assert tasks.generate_prosqa(20, seed=1) != prosqa[:20]
 
 def test_prosqa_small_variant():
-    records = data.generate_prosqa(300, seed=3, n_nodes=8, min_hops=2, max_hops=3)
+    records = tasks.generate_prosqa(300, seed=3, n_nodes=8, min_hops=2, max_hops=3)
     for r in records:
         check_prosqa(r, 2, 3)
         assert len(r["idx_to_symbol"]) <= 8
@@ -79,15 +80,15 @@ def test_prosqa_small_variant():
 def test_prosqa_knob_errors():
     for knobs in (dict(n_nodes=3), dict(min_hops=0), dict(min_hops=4, max_hops=3), dict(n_nodes=41)):
         with pytest.raises(ValueError):
-            data.generate_prosqa(1, **knobs)
+            tasks.generate_prosqa(1, **knobs)
     # impossible: 4 nodes can't give a 3-hop target; must fail fast, naming the knobs
     with pytest.raises(ValueError, match="n_nodes"):
-        data.generate_prosqa(1, n_nodes=4, min_hops=3, max_hops=6)
+        tasks.generate_prosqa(1, n_nodes=4, min_hops=3, max_hops=6)
 
 def test_prosqa_statistics_match_official(prosqa):
     # figures measured on the 800 examples the Coconut authors released. Tolerances: ~3% on
     # means; 4.5 points on step shares (~2 sd of sampling noise of 800 vs 2000 examples)
-    s = data.dataset_stats(prosqa)
+    s = tasks.dataset_stats(prosqa)
     assert s["nodes"]["mean"] == pytest.approx(22.8, rel=0.03)
     assert s["edges"]["mean"] == pytest.approx(36.0, rel=0.03)
     assert s["names"]["mean"] == pytest.approx(2.55, rel=0.04)
@@ -107,13 +108,13 @@ def parse_rule(s):
     m = re.fullmatch(r"(\w+)es are (not )?(\w+)\.", s)
     if m:
         x, neg, y = m.groups()
-        concept = y.endswith("es") and y[:-2] in data.PRONTO_CONCEPTS
+        concept = y.endswith("es") and y[:-2] in tasks.PRONTO_CONCEPTS
         return x.lower(), y[:-2] if concept else y, bool(neg), concept
     x, neg, art, y = re.fullmatch(r"(?:Every|Each) (\w+) is (not )?(an? )?(\w+)\.", s).groups()
     return x, y, bool(neg), art is not None
 
 def test_prontoqa_records_are_consistent():
-    records = data.generate_prontoqa(300, seed=0)
+    records = tasks.generate_prontoqa(300, seed=0)
     assert {r["answer"] for r in records} == {"True", "False"}
     for r in records:
         body, query = r["question"].split(" True or false: ")
@@ -121,7 +122,7 @@ def test_prontoqa_records_are_consistent():
         rules, facts = sentences[:-2], sentences[-2:]
         assert len(rules) == 23 and len(set(rules)) == 23
         E = facts[0].split()[0]
-        assert E in data.PRONTO_ENTITIES
+        assert E in tasks.PRONTO_ENTITIES
         parsed = [parse_rule(s) for s in rules]
         # the answer follows from the rules: chain forward from the facts
         known = {f.rsplit(" ", 1)[1][:-1] for f in facts}
@@ -149,60 +150,53 @@ def test_prontoqa_records_are_consistent():
         assert r["steps"][5] == f"{E} is {'not ' if neg else ''}{current}." and current == P
 
 def test_prontoqa_deterministic():
-    assert data.generate_prontoqa(5, seed=0) == data.generate_prontoqa(5, seed=0)
-    assert data.generate_prontoqa(5, seed=0) != data.generate_prontoqa(5, seed=1)
+    assert tasks.generate_prontoqa(5, seed=0) == tasks.generate_prontoqa(5, seed=0)
+    assert tasks.generate_prontoqa(5, seed=0) != tasks.generate_prontoqa(5, seed=1)
 
 # -----------------------------------------------------------------------------
-# Splits and the loader
+# Splits and the CLI
 
 def test_splits_are_disjoint():
     for task, knobs in (("prosqa", dict(n_nodes=8, min_hops=2, max_hops=3)), ("prontoqa", {})):
-        splits = data.make_splits(task, 200, 50, 50, seed=0, **knobs)
+        splits = tasks.make_splits(task, 200, 50, 50, seed=0, **knobs)
         assert [len(s) for s in splits] == [200, 50, 50]
         questions = [{r["question"] for r in s} for s in splits]
         assert sum(len(q) for q in questions) == 300  # no repeats within or across splits
     with pytest.raises(ValueError, match="unknown task"):
-        data.make_splits("gsm8k", 1, 1, 1)
+        tasks.make_splits("gsm8k", 1, 1, 1)
+
+def test_answers_are_balanced():
+    """Neither the position of the right option nor True/False gives the answer away."""
+    first = tasks.dataset_stats(tasks.generate_prosqa(2000, seed=2, n_nodes=8, min_hops=2, max_hops=3))
+    assert 46 <= first["correct_first"] <= 54  # the right option listed first; 2000 draws: sd 1.1
+    truths = [r["answer"] == "True" for r in tasks.generate_prontoqa(2000, seed=2)]
+    assert 0.46 <= sum(truths) / len(truths) <= 0.54
+
+
+def test_ensure_splits_generates_once_and_refuses_other_knobs(tmp_path):
+    knobs = dict(n_nodes=8, min_hops=2, max_hops=3)
+    paths = tasks.ensure_splits("prosqa", str(tmp_path), n_train=20, seed=0, **knobs)
+    written = [os.path.getmtime(p) for p in paths]
+    assert tasks.ensure_splits("prosqa", str(tmp_path), n_train=20, seed=0, **knobs) == paths
+    assert [os.path.getmtime(p) for p in paths] == written  # the second call wrote nothing
+    for other in (dict(knobs, n_nodes=10), dict(knobs, max_hops=4)):
+        with pytest.raises(SystemExit, match="generated with"):
+            tasks.ensure_splits("prosqa", str(tmp_path), n_train=20, seed=0, **other)
+    with pytest.raises(SystemExit, match="generated with"):
+        tasks.ensure_splits("prosqa", str(tmp_path), n_train=20, seed=1, **knobs)
+    with pytest.raises(SystemExit, match="GSM8k-Aug is not generated"):
+        tasks.ensure_splits("gsm8k", str(tmp_path / "gsm8k"))
+
 
 def test_write_splits_round_trip(tmp_path):
-    paths = data.write_splits("prosqa", str(tmp_path), n_train=20, n_valid=5, n_test=5, seed=1)
+    paths = tasks.write_splits("prosqa", str(tmp_path), n_train=20, n_valid=5, n_test=5, seed=1)
     assert [os.path.basename(p) for p in paths] == ["prosqa_train.json", "prosqa_valid.json", "prosqa_test.json"]
-    assert [data.load_records(p) for p in paths] == list(data.make_splits("prosqa", 20, 5, 5, seed=1))
+    assert [data.load_records(p) for p in paths] == list(tasks.make_splits("prosqa", 20, 5, 5, seed=1))
     assert sorted(os.listdir(tmp_path)) == sorted(os.path.basename(p) for p in paths)  # no temp files left
-    assert data.SPLIT_SIZES == {"prosqa": (17886, 300, 500), "prontoqa": (9000, 200, 800)}
-
-GOOD = {"question": "q", "steps": ["a", "b"], "answer": "x", "extra": 1}
-
-@pytest.mark.parametrize("content, needles", [
-    ("", ["empty"]),
-    ("   \n", ["empty"]),
-    ('[{"question": "q",\n "steps": [}]', ["invalid JSON", "line 2", "col"]),
-    (json.dumps(GOOD), ["top level", "dict"]),
-    ("[]", ["empty"]),
-    (json.dumps([GOOD, "text"]), ["record 1", "str"]),
-    (json.dumps([GOOD, {"question": "q", "steps": []}]), ["record 1", "'answer'"]),
-    (json.dumps([GOOD, {**GOOD, "question": 3}]), ["record 1", "'question'", "int"]),
-    (json.dumps([GOOD, {**GOOD, "answer": None}]), ["record 1", "'answer'", "NoneType"]),
-    (json.dumps([GOOD, {**GOOD, "steps": "a b"}]), ["record 1", "'steps'", "str"]),
-    (json.dumps([GOOD, {**GOOD, "steps": ["a", 3]}]), ["record 1", "'steps'", "steps[1]"]),
-])
-def test_load_records_errors(tmp_path, content, needles):
-    path = tmp_path / "bad.json"
-    path.write_text(content)
-    with pytest.raises(ValueError) as e:
-        data.load_records(str(path))
-    for needle in [str(path)] + needles:
-        assert needle in str(e.value)
-
-def test_load_records_ok_and_missing(tmp_path):
-    path = tmp_path / "ok.json"
-    path.write_text(json.dumps([GOOD, GOOD]))
-    assert data.load_records(str(path)) == [GOOD, GOOD]  # extra fields kept
-    with pytest.raises(FileNotFoundError, match="nope.json.*python data.py"):
-        data.load_records(str(tmp_path / "nope.json"))
+    assert tasks.SPLIT_SIZES == {"prosqa": (17886, 300, 500), "prontoqa": (9000, 200, 800)}
 
 def test_cli(tmp_path):
-    run = lambda *args: subprocess.run([sys.executable, os.path.join(ROOT, "data.py"), *args],
+    run = lambda *args: subprocess.run([sys.executable, os.path.join(ROOT, "tasks.py"), *args],
                                        capture_output=True, text=True, check=True).stdout
     run("prosqa", f"--out_dir={tmp_path}", "--n_train=8", "--n_valid=2", "--n_test=2",
         "--n_nodes=10", "--min_hops=2", "--max_hops=4")

@@ -1,10 +1,13 @@
-"""Tokenizer, task vocabulary, the curriculum layout token by token, and the collator."""
+"""The curriculum layout token by token, the collator, the tokenizer, the task vocabulary and
+the loader of the official format."""
+import json
 import random
 
 import pytest
 import torch
 
 import data
+import tasks
 
 REC = dict(question="Q.", steps=["A.", "B.", "C."], answer="X.")
 VOCAB = data.Vocab()  # GPT-2 ids, so the layout can be read against encode()
@@ -115,7 +118,7 @@ def test_tokenize_once_shapes():
 
 
 def test_batch_order_is_a_shuffled_partition_with_less_padding():
-    recs = data.generate_prosqa(640, seed=3, n_nodes=8, min_hops=2, max_hops=3)
+    recs = tasks.generate_prosqa(640, seed=3, n_nodes=8, min_hops=2, max_hops=3)
     vocab = data.Vocab.from_records(recs)
     exs = data.tokenize(recs, vocab)
     lengths = [len(ex["question"]) for ex in exs]
@@ -132,3 +135,47 @@ def test_batch_order_is_a_shuffled_partition_with_less_padding():
     steps = data.batch_order(lengths + lengths[:10], 32, random.Random(0), sort_chunk=3)
     assert len(steps) == 20 and all(len(s) == 32 for s in steps)
     assert len({i for s in steps for i in s}) == 640
+
+
+GOOD = {"question": "q", "steps": ["a", "b"], "answer": "x", "extra": 1}
+
+
+@pytest.mark.parametrize("content, needles", [
+    ("", ["empty"]),
+    ("   \n", ["empty"]),
+    ('[{"question": "q",\n "steps": [}]', ["invalid JSON", "line 2", "col"]),
+    (json.dumps(GOOD), ["top level", "dict"]),
+    ("[]", ["empty"]),
+    (json.dumps([GOOD, "text"]), ["record 1", "str"]),
+    (json.dumps([GOOD, {"question": "q", "steps": []}]), ["record 1", "'answer'"]),
+    (json.dumps([GOOD, {**GOOD, "question": 3}]), ["record 1", "'question'", "int"]),
+    (json.dumps([GOOD, {**GOOD, "answer": None}]), ["record 1", "'answer'", "NoneType"]),
+    (json.dumps([GOOD, {**GOOD, "steps": "a b"}]), ["record 1", "'steps'", "str"]),
+    (json.dumps([GOOD, {**GOOD, "steps": ["a", 3]}]), ["record 1", "'steps'", "steps[1]"]),
+])
+
+def test_load_records_errors(tmp_path, content, needles):
+    path = tmp_path / "bad.json"
+    path.write_text(content)
+    with pytest.raises(ValueError) as e:
+        data.load_records(str(path))
+    for needle in [str(path)] + needles:
+        assert needle in str(e.value)
+
+
+def test_load_records_ok_and_missing(tmp_path):
+    path = tmp_path / "ok.json"
+    path.write_text(json.dumps([GOOD, GOOD]))
+    assert data.load_records(str(path)) == [GOOD, GOOD]  # extra fields kept
+    with pytest.raises(FileNotFoundError, match="nope.json.*python tasks.py"):
+        data.load_records(str(tmp_path / "nope.json"))
+
+
+def test_sample_stage_mixes_in_uniform_stages():
+    rng = random.Random(0)
+    assert {data.sample_stage(rng, 3, 2, 0.0) for _ in range(1000)} == {2}
+    draws = [data.sample_stage(rng, 3, 2, 0.4) for _ in range(20000)]
+    # stage 2 from the curriculum (0.6) or drawn (0.4 / 4); each other stage 0.4 / 4 = 0.1
+    shares = [draws.count(k) / len(draws) for k in range(4)]
+    assert shares == pytest.approx([0.1, 0.1, 0.7, 0.1], abs=0.012)
+    assert set(data.sample_stage(rng, 3, 5, 1.0) for _ in range(200)) == {0, 1, 2, 3}

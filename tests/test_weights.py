@@ -1,0 +1,135 @@
+"""Pretrained weights: parity with Hugging Face's GPT-2 (logits, left padding, cached greedy
+generation) on a tiny checkpoint written by tests/fixtures/make_tiny_gpt2.py, and the
+safetensors reader's checks."""
+import os
+import struct
+
+import pytest
+import torch
+
+import weights
+from model import KVCache
+from weights import read_safetensors, write_safetensors
+
+FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures", "tiny_gpt2")
+
+
+def test_hf_parity_logits():
+    expected = read_safetensors(os.path.join(FIXTURE, "expected.safetensors"))
+    for name in ("model.safetensors", "model_hub_layout.safetensors"):
+        model = weights.from_pretrained(os.path.join(FIXTURE, name)).eval()
+        with torch.no_grad():
+            logits = model.lm_head(model(expected["input_ids"]))
+        assert (logits - expected["logits"]).abs().max() < 1e-5, name
+
+
+def test_hf_parity_left_padded():
+    expected = read_safetensors(os.path.join(FIXTURE, "expected.safetensors"))
+    model = weights.from_pretrained(FIXTURE).eval()
+    mask = expected["pad_attention_mask"].bool()
+    with torch.no_grad():
+        logits = model.lm_head(model(expected["pad_input_ids"], pos=expected["pad_position_ids"], mask=mask))
+    assert (logits - expected["pad_logits"])[mask].abs().max() < 1e-5
+
+
+def test_hf_parity_greedy_generation_with_cache():
+    expected = read_safetensors(os.path.join(FIXTURE, "expected.safetensors"))
+    model = weights.from_pretrained(FIXTURE).eval()
+    idx = expected["input_ids"][:1, :6]
+    cache = KVCache(model.config, 1, 16, "cpu")
+    out = []
+    with torch.no_grad():
+        h = model(idx, cache=cache)
+        for _ in range(10):
+            tok = model.lm_head(h[:, -1:]).argmax(-1)  # (1, 1)
+            out.append(tok)
+            h = model(tok, cache=cache)
+    assert torch.equal(torch.cat(out, 1), expected["greedy_tokens"])
+
+
+def test_fp16_weights_load():
+    expected = read_safetensors(os.path.join(FIXTURE, "expected.safetensors"))
+    model = weights.from_pretrained(os.path.join(FIXTURE, "model_fp16.safetensors")).eval()
+    assert model.transformer.wte.weight.dtype == torch.float32
+    with torch.no_grad():
+        logits = model.lm_head(model(expected["input_ids"]))
+    assert (logits - expected["logits"]).abs().max() < 0.1  # fp16 rounding of the weights
+
+
+def test_pretrained_vocab_padding():
+    model = weights.from_pretrained(FIXTURE, vocab_size=128)
+    ref = read_safetensors(os.path.join(FIXTURE, "model.safetensors"))["transformer.wte.weight"]
+    assert model.config.vocab_size == 128
+    assert torch.equal(model.transformer.wte.weight[:100], ref)
+    assert model.lm_head.weight is model.transformer.wte.weight
+
+
+def test_pretrained_missing_file_and_offline(monkeypatch, tmp_path):
+    with pytest.raises(FileNotFoundError, match="model.safetensors"):
+        weights.from_pretrained(str(tmp_path / "nothing.safetensors"))
+    import urllib.request
+    def offline(*a, **k):
+        raise OSError("network unreachable")
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    monkeypatch.setenv("COCONUT_CACHE", str(tmp_path))
+    with pytest.raises(RuntimeError, match="pass its path"):
+        weights.from_pretrained("gpt2")
+
+
+def test_pretrained_rejects_other_model(tmp_path):
+    write_safetensors({"weight": torch.zeros(3, 3)}, str(tmp_path / "model.safetensors"))
+    with pytest.raises(ValueError, match="does not hold GPT-2 weights"):
+        weights.from_pretrained(str(tmp_path / "model.safetensors"))
+
+
+def test_safetensors_round_trip(tmp_path):
+    tensors = {"a": torch.randn(3, 4), "b": torch.arange(5), "c": torch.randn(2).half(),
+               "d": torch.randn(2, 2).bfloat16(), "e": torch.tensor([True, False]), "f": torch.zeros(0, 3)}
+    path = str(tmp_path / "x.safetensors")
+    write_safetensors(tensors, path)
+    back = read_safetensors(path)
+    assert back.keys() == tensors.keys()
+    for k in tensors:
+        assert back[k].dtype == tensors[k].dtype and torch.equal(back[k], tensors[k])
+
+
+def _header_file(path, header, data=b""):
+    import json
+    head = json.dumps(header).encode()
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(head)) + head + data)
+
+
+@pytest.mark.parametrize("case,match", [
+    ("truncated", "truncated"),
+    ("short", "shorter than its 8-byte header"),
+    ("huge_header", "runs past the end"),
+    ("not_json", "not JSON"),
+    ("bad_dtype", "unknown dtype"),
+    ("bad_shape", "bad shape"),
+    ("size_mismatch", "needs 16"),
+    ("overlap", "overlap"),
+])
+def test_safetensors_bad_files(tmp_path, case, match):
+    path = str(tmp_path / "bad.safetensors")
+    if case == "truncated":
+        write_safetensors({"a": torch.randn(100)}, path)
+        with open(path, "r+b") as f:
+            f.truncate(os.path.getsize(path) - 10)
+    elif case == "short":
+        open(path, "wb").write(b"\x01\x02")
+    elif case == "huge_header":
+        open(path, "wb").write(struct.pack("<Q", 1 << 40) + b"{}")
+    elif case == "not_json":
+        open(path, "wb").write(struct.pack("<Q", 4) + b"\xff{[a")
+    elif case == "bad_dtype":
+        _header_file(path, {"a": {"dtype": "F7", "shape": [1], "data_offsets": [0, 4]}}, b"\0" * 4)
+    elif case == "bad_shape":
+        _header_file(path, {"a": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 4]}}, b"\0" * 4)
+    elif case == "size_mismatch":
+        _header_file(path, {"a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 8]}}, b"\0" * 16)
+    elif case == "overlap":
+        _header_file(path, {"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+                            "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}}, b"\0" * 12)
+    with pytest.raises(ValueError, match=match):
+        read_safetensors(path)
