@@ -323,8 +323,8 @@ if __name__ == "__main__":
     path = init_from
     if not path:
         shipped = out_dir == "out" and not any(os.path.isfile(os.path.join(out_dir, f)) for f in ("best.pt", "ckpt.pt"))
-        path = SHIPPED if shipped and os.path.isdir(SHIPPED) else common.find_checkpoint(out_dir)
-        if path == SHIPPED:
+        path = os.path.relpath(SHIPPED) if shipped and os.path.isdir(SHIPPED) else common.find_checkpoint(out_dir)
+        if path == os.path.relpath(SHIPPED):
             print(f"no checkpoint in out/: using the shipped model {os.path.relpath(SHIPPED)} "
                   "(train your own with python train.py config/prosqa_cpu.py)")
     model, vocab, cfg = load(path, device)

@@ -179,3 +179,13 @@ def test_sample_stage_mixes_in_uniform_stages():
     shares = [draws.count(k) / len(draws) for k in range(4)]
     assert shares == pytest.approx([0.1, 0.1, 0.7, 0.1], abs=0.012)
     assert set(data.sample_stage(rng, 3, 5, 1.0) for _ in range(200)) == {0, 1, 2, 3}
+
+
+def test_answer_of_and_decode_output():
+    assert data.answer_of("Tom is a wumpus.\nEvery wumpus is a lempus.\n### Tom is a lempus.") == "Tom is a lempus."
+    assert data.answer_of("<<3*4=12>>\n### 1,200 ") == "1200"  # GSM8k writes thousands with commas
+    assert data.answer_of("no marker") == "no marker"
+    ids = E("A.\n### X.")
+    text, n = data.decode_output(VOCAB, ids + [data.EOS] + E(" junk") + [data.EOS])
+    assert (text, n) == ("A.\n### X.", len(ids) + 1)  # up to <eos>, which counts as generated
+    assert data.decode_output(VOCAB, ids) == ("A.\n### X.", len(ids))  # no <eos>: all of it
