@@ -10,6 +10,7 @@ text and its answer; a picture of the latent search; the paper's two analyses of
     python sample.py --question="Tom is a wumpus. Every wumpus is a yumpus. Is Tom a yumpus or zumpus?"
     python sample.py --analyze=frontier            # values of frontier nodes after k thoughts
     python sample.py --analyze=mixing              # k thoughts, then language: path categories
+    python sample.py --out_dir=out-arith --analyze=values   # arithmetic: does thought k hold step k's value?
     python sample.py --out_dir=out-cot             # another run's checkpoint
 
 For a ProsQA question, a thought's value for a node is the probability that the language after
@@ -39,7 +40,7 @@ num_samples = 1  # test questions (<= 0: all); the analyses use more when this i
 latent = -1  # continuous thoughts at inference; -1: as many as trained
 seed = 0  # which test questions are picked
 max_new_tokens = 96
-analyze = ""  # '', 'frontier' or 'mixing' (ProsQA)
+analyze = ""  # '', 'frontier' or 'mixing' (ProsQA), 'values' (arith, GSM8k)
 plot = ""  # a .png path: draw the latent search of one ProsQA question there
 device = "auto"  # 'auto', 'cpu', 'cuda', 'mps'
 top_k = 5  # tokens shown per decoded thought
@@ -309,11 +310,53 @@ def print_mixing(model, vocab, records, cfg, K, max_new_tokens, batch_size):
 
 
 # -----------------------------------------------------------------------------
+# Arithmetic (arith, GSM8k-Aug): steps are <<expression=value>>. Does thought k, read through the
+# LM head, say the value of the step it replaced?
+
+STEP_VALUE = re.compile(r"<<.*=\s*(-?[\d.,]+)>>")
+
+
+def step_values(record):
+    """The intermediate results of a record's steps, as strings ("<<10-1=9>>" -> "9")."""
+    values = []
+    for step in record["steps"]:
+        m = STEP_VALUE.fullmatch(step.strip())
+        if not m:
+            raise SystemExit(f"--analyze=values needs steps of the form <<expression=value>>, not {step!r}")
+        values.append(m[1].replace(",", ""))
+    return values
+
+
+def print_values(model, vocab, records, cfg, K, max_new_tokens, batch_size):
+    results = run(model, vocab, records, cfg, K, max_new_tokens, batch_size, top_k=5)
+    c = cfg["c_thought"]
+    hits = {}  # thought -> [top-1 hits, top-5 hits, questions with that step]
+    for record, r in zip(records, results):
+        values = step_values(record)
+        for j, top in enumerate(r["thoughts"]):
+            step = j // c  # thoughts j*c .. j*c + c - 1 replaced step j (0-based)
+            if step >= len(values):
+                continue
+            said = [t.strip() for t, _ in top]
+            h = hits.setdefault(j + 1, [0, 0, 0])
+            h[0] += said[0] == values[step]
+            h[1] += values[step] in said
+            h[2] += 1
+    correct, judged, _ = accuracy(results)
+    print(f"{len(records)} questions, {K} thoughts, accuracy {correct / max(judged, 1):.3f}; each thought "
+          "decoded through the LM head, against the result of the step it replaced")
+    print(f"{'thought':>7}  {'step':>4}  {'top-1':>6}  {'top-5':>6}  questions")
+    for j, (t1, t5, n) in sorted(hits.items()):
+        print(f"{j:>7}  {(j - 1) // c + 1:>4}  {100 * t1 / n:>5.1f}%  {100 * t5 / n:>5.1f}%  {n}")
+
+
+# -----------------------------------------------------------------------------
 
 if __name__ == "__main__":
     globals().update(configure({k: globals()[k] for k in config_keys}, sys.argv[1:]))
-    if analyze not in ("", "frontier", "mixing"):
-        raise SystemExit(f"analyze={analyze!r}: choose 'frontier' or 'mixing' (or leave it empty)")
+    if analyze not in ("", "frontier", "mixing", "values"):
+        raise SystemExit(f"analyze={analyze!r}: choose 'frontier' or 'mixing' (ProsQA), 'values' "
+                         "(arithmetic), or leave it empty")
     if analyze and (question or plot):
         raise SystemExit("the analyses run on the test split; drop --question and --plot")
     if plot and not plot.endswith(".png"):
@@ -360,7 +403,7 @@ if __name__ == "__main__":
         except (FileNotFoundError, ValueError) as e:
             raise SystemExit(str(e))
         # one question is too few for an analysis: the paper's test split has 500
-        n = {"": num_samples, "frontier": 3, "mixing": 500}[analyze] if num_samples == 1 else num_samples
+        n = {"": num_samples, "frontier": 3, "mixing": 500, "values": 500}[analyze] if num_samples == 1 else num_samples
         records = pick(records, 1 if plot else n, seed)
         if plot and not has_graph(records[0]):
             raise SystemExit(f"--plot needs ProsQA records with their graph; {test_path} has none")
@@ -371,6 +414,8 @@ if __name__ == "__main__":
             print_frontier(model, vocab, records, cfg, K)
         elif analyze == "mixing":
             print_mixing(model, vocab, records, cfg, K, max_new_tokens, batch_size)
+        elif analyze == "values":
+            print_values(model, vocab, records, cfg, K, max_new_tokens, batch_size)
         else:
             results = run(model, vocab, records, cfg, latent, max_new_tokens, batch_size, top_k)
             examples = data.tokenize(records[:SHOW], vocab, questions_only=True)

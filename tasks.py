@@ -1,10 +1,13 @@
 """
 The synthetic tasks, written in the official {question, steps, answer} format: ProsQA and
-ProntoQA generators fitted to the released data, the train/valid/test splits that train.py
-generates on first use, and statistics to compare any file with the released data.
+ProntoQA generators fitted to the released data, chained arithmetic in GSM8k-Aug's format,
+the train/valid/test splits that train.py generates on first use, a converter for the real
+GSM8k-Aug, and statistics to compare any file with the released data.
 
     python tasks.py prosqa                      # writes data/prosqa/prosqa_{train,valid,test}.json
     python tasks.py prontoqa --n_train=1000     # writes data/prontoqa/...
+    python tasks.py arith --max_steps=5         # writes data/arith/...
+    python tasks.py gsm8k path/to/icot/gsm8k    # its {train,valid,test}.txt -> data/gsm8k/*.json
     python tasks.py stats data/prosqa/prosqa_valid.json
 """
 import json
@@ -249,10 +252,106 @@ def generate_prontoqa(n, seed=0, rng=None):
     return [prontoqa_example(rng) for _ in range(n)]
 
 # -----------------------------------------------------------------------------
+# Chained arithmetic in GSM8k-Aug's format: "Max has 10 cards. Max gives away 1. Max doubles
+# them. How many cards does Max have?", steps "<<10-1=9>>", "<<9*2=18>>", answer "18". Every
+# step starts from the previous step's result, so a value must be carried from step to step:
+# what a continuous thought can do in one pass of the whole model and a pause token cannot.
+
+ARITH_ITEMS = ["cards", "apples", "coins", "stamps", "marbles", "books", "shells", "pens"]
+ARITH_SAY = {"+": ["{n} gets {a} more.", "{n} finds {a} more.", "{n} buys {a} more."],
+             "-": ["{n} gives away {a}.", "{n} loses {a}.", "{n} sells {a}."],
+             "*": {2: "{n} doubles them.", 3: "{n} triples them."},
+             "/": {2: "{n} gives away half of them.", 3: "{n} keeps a third of them."}}
+
+def arith_step(rng, x, max_value, ops):
+    """(operator, operand, result) of one step from x that stays within 0..max_value, or None
+    if no operator in ops can."""
+    choices = []
+    if "+" in ops and x < max_value:
+        choices.append(("+", rng.randint(1, max_value - x)))
+    if "-" in ops and x > 0:
+        choices.append(("-", rng.randint(1, x)))
+    if "*" in ops and 0 < x and 2 * x <= max_value:
+        choices.append(("*", rng.choice([m for m in (2, 3) if m * x <= max_value])))
+    if "/" in ops and any(x % d == 0 and x >= d for d in (2, 3)):
+        choices.append(("/", rng.choice([d for d in (2, 3) if x % d == 0 and x >= d])))
+    if not choices:
+        return None
+    op, a = rng.choice(choices)
+    return op, a, {"+": x + a, "-": x - a, "*": x * a, "/": x // a}[op]
+
+def arith_example(rng, min_steps=3, max_steps=4, max_value=30, ops="+-*/"):
+    """One record: a start value and min_steps..max_steps operations, each on the last result."""
+    if not 1 <= min_steps <= max_steps:
+        raise ValueError(f"min_steps={min_steps}, max_steps={max_steps}: need 1 <= min_steps <= max_steps")
+    if max_value < 3 or not ops or set(ops) - set("+-*/"):
+        raise ValueError(f"max_value={max_value}, ops={ops!r}: need max_value >= 3 and ops from '+-*/'")
+    name, item = rng.choice(NAMES), rng.choice(ARITH_ITEMS)
+    x = rng.randint(1, max_value)
+    sentences, steps = [f"{name} has {x} {item}."], []
+    for _ in range(rng.randint(min_steps, max_steps)):
+        step = arith_step(rng, x, max_value, ops)
+        if step is None:  # e.g. ops='*' from a value that cannot grow: start again
+            return arith_example(rng, min_steps, max_steps, max_value, ops)
+        op, a, y = step
+        say = ARITH_SAY[op]
+        sentences.append((say[a] if isinstance(say, dict) else rng.choice(say)).format(n=name, a=a))
+        steps.append(f"<<{x}{op}{a}={y}>>")
+        x = y
+    question = " ".join(sentences) + f" How many {item} does {name} have?"
+    return {"question": question, "steps": steps, "answer": str(x)}
+
+def generate_arith(n, seed=0, rng=None, **knobs):
+    rng = random.Random(seed) if rng is None else rng
+    return [arith_example(rng, **knobs) for _ in range(n)]
+
+
+# -----------------------------------------------------------------------------
+# GSM8k-Aug from the iCoT text files (one "question||<<...>> <<...>> ## answer" per line), as
+# the official Coconut data: {question, steps, answer}
+
+def convert_gsm8k(src, dst):
+    """Read src/{train,valid,test}.txt, write dst/gsm8k_{train,valid,test}.json; ValueError
+    naming the file and line of a malformed record. Returns the paths written."""
+    converted = {}
+    for split in ("train", "valid", "test"):
+        path = os.path.join(src, f"{split}.txt")
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"{path}: no such file; the iCoT release has train.txt, "
+                                    "valid.txt and test.txt in one folder")
+        records = []
+        with open(path, encoding="utf-8") as f:
+            for i, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                question, sep, rest = line.strip().partition("||")
+                chain, sep2, answer = rest.rpartition("##")
+                if not (sep and sep2 and question.strip() and answer.strip()):
+                    raise ValueError(f"{path}, line {i}: expected 'question||<<...>> <<...>> ## answer', "
+                                     f"got {line.strip()[:80]!r}")
+                steps = chain.split()
+                bad = [s for s in steps if not (s.startswith("<<") and s.endswith(">>"))]
+                if bad:
+                    raise ValueError(f"{path}, line {i}: step {bad[0]!r} is not of the form <<expression=value>>")
+                records.append({"question": question.strip(), "steps": steps, "answer": answer.strip()})
+        converted[split] = records
+    os.makedirs(dst, exist_ok=True)
+    paths = []
+    for split, records in converted.items():
+        paths.append(os.path.join(dst, f"gsm8k_{split}.json"))
+        fd, tmp = tempfile.mkstemp(dir=dst, suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
+            json.dump(records, f)
+        os.replace(tmp, paths[-1])
+    return paths
+
+
+# -----------------------------------------------------------------------------
 # Splits, generated on first use
 
-SPLIT_SIZES = {"prosqa": (17886, 300, 500), "prontoqa": (9000, 200, 800)}  # the paper's
-EXAMPLE_FNS = {"prosqa": prosqa_example, "prontoqa": prontoqa_example}
+SPLIT_SIZES = {"prosqa": (17886, 300, 500), "prontoqa": (9000, 200, 800),  # the paper's
+               "arith": (20000, 300, 500)}
+EXAMPLE_FNS = {"prosqa": prosqa_example, "prontoqa": prontoqa_example, "arith": arith_example}
 
 def make_splits(task, n_train, n_valid, n_test, seed=0, **knobs):
     """(train, valid, test) from one rng; a repeated question is skipped, so no split leaks."""
@@ -304,9 +403,8 @@ def ensure_splits(task, out_dir, n_train=None, seed=0, **knobs):
                                  "delete it or point data_dir to another folder")
         return paths
     if task not in SPLIT_SIZES:
-        hint = (" GSM8k-Aug is not generated here: convert it with the official Coconut "
-                "repository's preprocessing script and rename gsm_{train,valid,test}.json to "
-                "gsm8k_{train,valid,test}.json." if task == "gsm8k" else "")
+        hint = (" GSM8k-Aug is not generated here: convert the iCoT text files with python "
+                "tasks.py gsm8k FOLDER (see config/gsm8k.py)." if task == "gsm8k" else "")
         raise SystemExit(f"no data for task {task!r}: put {', '.join(paths)} in place (JSON lists "
                          f"of {{question, steps, answer}}).{hint}")
     print(f"generating {task} data into {out_dir} ({meta})")
@@ -387,9 +485,9 @@ def print_stats(path):
 
 if __name__ == "__main__":
     import argparse
-    parser = argparse.ArgumentParser(description="Write ProsQA/ProntoQA splits or print a data file's statistics.")
+    parser = argparse.ArgumentParser(description="Write a task's splits, convert GSM8k-Aug, or print a data file's statistics.")
     sub = parser.add_subparsers(dest="cmd", required=True)
-    for task in ("prosqa", "prontoqa"):
+    for task in ("prosqa", "prontoqa", "arith"):
         p = sub.add_parser(task, help=f"write {task}_{{train,valid,test}}.json, "
                                       f"by default the paper's sizes {SPLIT_SIZES[task]}")
         p.add_argument("--out_dir", default=os.path.join("data", task))
@@ -400,12 +498,26 @@ if __name__ == "__main__":
             p.add_argument("--n_nodes", type=int, default=28, help="nodes before edgeless ones go")
             p.add_argument("--min_hops", type=int, default=3)
             p.add_argument("--max_hops", type=int, default=6)
+        if task == "arith":
+            p.add_argument("--min_steps", type=int, default=3)
+            p.add_argument("--max_steps", type=int, default=4)
+            p.add_argument("--max_value", type=int, default=30, help="every value stays in 0..max_value")
+            p.add_argument("--ops", default="+-*/")
     p = sub.add_parser("stats", help="print the statistics of a data file")
     p.add_argument("file")
+    p = sub.add_parser("gsm8k", help="convert iCoT's GSM8k-Aug text files into the official JSON")
+    p.add_argument("src", help="the folder with train.txt, valid.txt, test.txt")
+    p.add_argument("--out_dir", default=os.path.join("data", "gsm8k"))
     args = vars(parser.parse_args())
     cmd = args.pop("cmd")
     if cmd == "stats":
         print_stats(args["file"])
+    elif cmd == "gsm8k":
+        try:
+            for path in convert_gsm8k(args["src"], args["out_dir"]):
+                print(f"wrote {path}")
+        except (FileNotFoundError, ValueError) as e:
+            raise SystemExit(str(e))
     else:
         t0 = time.time()
         for path in write_splits(cmd, **args):

@@ -35,14 +35,18 @@ init_from = "scratch"  # 'scratch', 'resume' (from out_dir), 'gpt2'..'gpt2-xl', 
 eval_only = False  # evaluate init_from (default: out_dir's best checkpoint) and exit
 val_data = ""  # eval_only: a file in the official {question, steps, answer} format
 n_latent = -1  # eval_only: number of thoughts at inference; -1 means the trained number
-# data: ProsQA/ProntoQA are generated into data_dir on first use; other tasks bring files
-task = "prosqa"  # 'prosqa', 'prontoqa', or any name with data_dir/{task}_{train,valid,test}.json
+# data: ProsQA/ProntoQA/arith are generated into data_dir on first use; other tasks bring files
+task = "prosqa"  # 'prosqa', 'prontoqa', 'arith', or any name with data_dir/{task}_{train,valid,test}.json
 data_dir = ""  # default data/{task}
 n_train = -1  # examples generated for the train split; -1: the paper's size
 data_seed = 0
 n_nodes = 28  # ProsQA generator knobs (defaults reproduce the official data)
 min_hops = 3
 max_hops = 6
+min_steps = 3  # arith generator knobs: steps per question, values in 0..max_value, operators
+max_steps = 4
+max_value = 30
+ops = "+-*/"
 vocab = "task"  # 'task': only the GPT-2 tokens the train split uses; 'gpt2': all 50,257
 # model (init_from='scratch')
 n_layer = 2
@@ -145,7 +149,8 @@ if ckpt is not None and eval_only:
 # data: generated on first use (tasks.py), tokenized once
 
 data_dir = data_dir or os.path.join("data", task)
-knobs = dict(n_nodes=n_nodes, min_hops=min_hops, max_hops=max_hops) if task == "prosqa" else {}
+knobs = {"prosqa": dict(n_nodes=n_nodes, min_hops=min_hops, max_hops=max_hops),
+         "arith": dict(min_steps=min_steps, max_steps=max_steps, max_value=max_value, ops=ops)}.get(task, {})
 if master and not eval_only:
     tasks.ensure_splits(task, data_dir, n_train=None if n_train < 0 else n_train, seed=data_seed, **knobs)
 if ddp:
@@ -203,6 +208,16 @@ def stage_of(epoch):
     return 0 if method in ("cot", "no_cot") else epoch // epochs_per_stage
 
 
+def selectable(epoch):
+    """Whether best.pt may come from this epoch: for a method with a curriculum only the last
+    stage the run reaches counts (stages past K are all one layout), since an earlier stage's
+    model is scored on fewer thoughts than it will be tested with."""
+    if method in ("cot", "no_cot", "pause_token", "no_curriculum"):  # one layout throughout
+        return True
+    last = lambda stage: min(stage, max_latent_stage + 1)
+    return last(stage_of(epoch)) == last(stage_of(num_epochs - 1))
+
+
 @torch.no_grad()
 def evaluate(stage, thoughts=None, with_loss=True):
     """Validation loss, answer accuracy, CoT exact match and mean generated tokens (this rank's
@@ -246,8 +261,9 @@ if eval_only:
     thoughts = None if n_latent < 0 else n_latent  # None: as many as trained
     final_stage = stage_of(num_epochs - 1) if method in ("cot", "no_cot") else max_latent_stage + 1
     if master:
+        source = f" (checkpoint of epoch {ckpt['epoch']}, stage {ckpt.get('stage')})" if ckpt and "epoch" in ckpt else ""
         print(f"evaluating {len(val_set)} examples of {val_data or split_path('test')} with "
-              f"{method}, {'the trained number of' if thoughts is None else thoughts} thoughts")
+              f"{method}, {'the trained number of' if thoughts is None else thoughts} thoughts{source}")
     result = evaluate(final_stage, thoughts, with_loss=False)
     if master:
         print(json.dumps(result))
@@ -315,7 +331,7 @@ if master:
 def save_checkpoint(name, epoch):
     """Write atomically: a temp file, then a rename, so a killed run never leaves half a file."""
     ckpt = dict(model=model.state_dict(), optimizer=optimizer.state_dict(), model_args=model_args,
-                config=config, vocab=tok.gpt2_ids, epoch=epoch, step=step, since_reset=since_reset,
+                config=config, vocab=tok.gpt2_ids, epoch=epoch, stage=stage_of(epoch - 1), step=step, since_reset=since_reset,
                 best_acc=best_acc, rng=torch.get_rng_state())
     path = os.path.join(out_dir, name)
     torch.save(ckpt, path + ".tmp")
@@ -346,11 +362,11 @@ for epoch in range(start_epoch, num_epochs):
                         tok_s=f"{tokens / (time.time() - t0):.0f}")
     train_time = time.time() - t0
     result = evaluate(stage)
-    best = result["val_acc"] > best_acc
-    best_acc = max(best_acc, result["val_acc"])
+    best = selectable(epoch) and result["val_acc"] > best_acc
+    best_acc = max(best_acc, result["val_acc"]) if selectable(epoch) else best_acc
     line = dict(epoch=epoch + 1, stage=stage, train_loss=loss_sum / steps_per_epoch, **result,
                 lr=lr, epoch_time=round(train_time, 2), eval_time=round(time.time() - t0 - train_time, 2),
-                tokens_per_s=round(tokens / train_time))
+                tokens_per_s=round(tokens / train_time), best=best)
     if master:
         log(" ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in line.items()))
         with open(os.path.join(out_dir, "log.jsonl"), "a") as f:
@@ -358,6 +374,6 @@ for epoch in range(start_epoch, num_epochs):
         if best:
             save_checkpoint("best.pt", epoch + 1)
         save_checkpoint("ckpt.pt", epoch + 1)  # last, so a resume finds the newest state
-log(f"done: best validation accuracy {best_acc:.4f}; checkpoints in {out_dir}")
+log(f"done: best validation accuracy {best_acc:.4f} (of the epochs best.pt may come from); checkpoints in {out_dir}")
 if ddp:
     dist.destroy_process_group()

@@ -303,3 +303,39 @@ def test_frontier_values_match_reference():
 ])
 def test_classify(text, category):
     assert sample.classify(graph_record(), text) == category
+
+
+def test_values_analysis_on_arithmetic(tmp_path, monkeypatch, capsys):
+    """--analyze=values: how often thought k, read through the LM head, names step k's result;
+    recomputed here thought by thought for a small model trained in the test."""
+    records = tasks.generate_arith(40, seed=2, min_steps=2, max_steps=3)
+    vocab = data.Vocab.from_records(records)
+    model = trained_a_little(tiny_model(vocab, seed=3), vocab, records[:30])
+    test = records[30:]
+    cfg = dict(CFG, task="arith", data_dir=str(tmp_path))
+    with open(tmp_path / "arith_test.json", "w") as f:
+        json.dump(test, f)
+    torch.save(dict(model=model.state_dict(), model_args=dict(vars(model.config)), config=cfg,
+                    vocab=vocab.gpt2_ids), tmp_path / "best.pt")
+    script(monkeypatch, f"--out_dir={tmp_path}", "--analyze=values", f"--max_new_tokens={NEW}", "--device=cpu")
+    rows = re.findall(r"^\s+(\d)\s+(\d)\s+([\d.]+)%\s+([\d.]+)%\s+(\d+)$", capsys.readouterr().out, re.M)
+    expected = {}
+    for r in test:
+        ex = data.tokenize([r], vocab, questions_only=True)[0]
+        row = data.layout(ex, vocab, "coconut", 4, max_latent_stage=3, pad_latent_to_max=True, prompt_only=True)
+        _, thoughts = coconut.generate(model, data.collate([row], vocab), NEW, vocab.eos, return_thoughts=True)
+        top = model.lm_head(thoughts[0]).topk(5, -1).indices.tolist()  # (3 thoughts, 5)
+        values = [s.split("=")[1].rstrip(">") for s in r["steps"]]
+        for k, ids in enumerate(top[:len(values)]):
+            said = [vocab.decode([i]).strip() for i in ids]
+            e = expected.setdefault(k + 1, [0, 0, 0])
+            e[0] += said[0] == values[k]
+            e[1] += values[k] in said
+            e[2] += 1
+    assert [int(k) for k, *_ in rows] == sorted(expected) == [1, 2, 3]
+    for k, step, t1, t5, n in rows:
+        h1, h5, m = expected[int(k)]
+        assert (int(step), int(n)) == (int(k), m)
+        assert (float(t1), float(t5)) == pytest.approx((100 * h1 / m, 100 * h5 / m), abs=0.051)
+    with pytest.raises(SystemExit, match="ProsQA records with their graph"):  # not for arithmetic
+        script(monkeypatch, f"--out_dir={tmp_path}", "--analyze=frontier", "--device=cpu")

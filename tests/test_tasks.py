@@ -193,7 +193,8 @@ def test_write_splits_round_trip(tmp_path):
     assert [os.path.basename(p) for p in paths] == ["prosqa_train.json", "prosqa_valid.json", "prosqa_test.json"]
     assert [data.load_records(p) for p in paths] == list(tasks.make_splits("prosqa", 20, 5, 5, seed=1))
     assert sorted(os.listdir(tmp_path)) == sorted(os.path.basename(p) for p in paths)  # no temp files left
-    assert tasks.SPLIT_SIZES == {"prosqa": (17886, 300, 500), "prontoqa": (9000, 200, 800)}
+    assert tasks.SPLIT_SIZES == {"prosqa": (17886, 300, 500), "prontoqa": (9000, 200, 800),
+                                 "arith": (20000, 300, 500)}
 
 def test_cli(tmp_path):
     run = lambda *args: subprocess.run([sys.executable, os.path.join(ROOT, "tasks.py"), *args],
@@ -203,3 +204,68 @@ def test_cli(tmp_path):
     assert len(data.load_records(str(tmp_path / "prosqa_train.json"))) == 8
     out = run("stats", str(tmp_path / "prosqa_valid.json"))
     assert "nodes" in out and "full sequence" in out
+
+
+# -----------------------------------------------------------------------------
+# Chained arithmetic, and the GSM8k-Aug converter
+
+def test_arith_records_carry_every_value():
+    """Each step starts from the previous result (the question's start value first), its
+    expression evaluates to its value, every value stays in 0..max_value, and the answer is
+    the last value: recomputed here from the question's sentences, not from the steps."""
+    ops = {"more": "+", "away": "-", "loses": "-", "sells": "-"}
+    for r in tasks.generate_arith(500, seed=4, min_steps=2, max_steps=5, max_value=40):
+        body, query = r["question"].split(" How many ")
+        sentences = body.split(". ")
+        x = int(re.match(r"\w+ has (\d+) ", sentences[0])[1])
+        assert 2 <= len(r["steps"]) <= 5 and len(sentences) == len(r["steps"]) + 1
+        for sentence, step in zip(sentences[1:], r["steps"]):
+            m = re.fullmatch(r"<<(\d+)([-+*/])(\d+)=(\d+)>>", step)
+            assert m and int(m[1]) == x, (r, step)
+            a, op = int(m[3]), m[2]
+            if "doubles" in sentence or "triples" in sentence:
+                assert op == "*" and a == (2 if "doubles" in sentence else 3)
+            elif "half" in sentence or "third" in sentence:
+                assert op == "/" and a == (2 if "half" in sentence else 3) and x % a == 0
+            else:
+                assert op == next(v for k, v in ops.items() if k in sentence) and str(a) in sentence
+            x = {"+": x + a, "-": x - a, "*": x * a, "/": x // a}[op]
+            assert int(m[4]) == x and 0 <= x <= 40
+        assert r["answer"] == str(x) and r["question"].endswith("have?")
+
+
+def test_arith_knobs_and_determinism():
+    assert tasks.generate_arith(20, seed=0) == tasks.generate_arith(20, seed=0)
+    assert tasks.generate_arith(20, seed=0) != tasks.generate_arith(20, seed=1)
+    only_add = tasks.generate_arith(50, seed=0, ops="+", max_value=100)
+    assert all("+" in s for r in only_add for s in r["steps"])
+    for bad in (dict(min_steps=0), dict(min_steps=4, max_steps=3), dict(ops="%"), dict(max_value=2)):
+        with pytest.raises(ValueError, match="min_steps|ops|max_value"):
+            tasks.generate_arith(1, **bad)
+
+
+ICOT = {"train": ["Tom has 3 apples and buys 2 more. How many?||<<3+2=5>> ## 5",
+                  "A shop sells 1,200 pens at $2. How much?||<<1200*2=2400>> <<2400/1=2400>> ## 2,400"],
+        "valid": ["Q?||<<1+1=2>> ## 2"], "test": ["", "Q2?||<<2*3=6>> <<6-1=5>> ## 5"]}
+
+
+def test_convert_gsm8k(tmp_path):
+    for split, lines in ICOT.items():
+        (tmp_path / f"{split}.txt").write_text("\n".join(lines) + "\n")
+    paths = tasks.convert_gsm8k(str(tmp_path), str(tmp_path / "out"))
+    assert [os.path.basename(p) for p in paths] == ["gsm8k_train.json", "gsm8k_valid.json", "gsm8k_test.json"]
+    train = data.load_records(paths[0])
+    assert train[1] == {"question": "A shop sells 1,200 pens at $2. How much?",
+                        "steps": ["<<1200*2=2400>>", "<<2400/1=2400>>"], "answer": "2,400"}
+    assert len(data.load_records(paths[2])) == 1  # blank lines are skipped
+    (tmp_path / "valid.txt").write_text("Q?||<<1+1=2>> ## 2\nno separator here\n")
+    with pytest.raises(ValueError, match=r"valid.txt, line 2: expected 'question\|\|"):
+        tasks.convert_gsm8k(str(tmp_path), str(tmp_path / "out2"))
+    (tmp_path / "valid.txt").write_text("Q?||<<1+1=2>> 1+1=2 ## 2\n")
+    with pytest.raises(ValueError, match="line 1: step '1\\+1=2' is not of the form"):
+        tasks.convert_gsm8k(str(tmp_path), str(tmp_path / "out2"))
+    assert not os.path.exists(tmp_path / "out2")  # nothing written from a malformed release
+    (tmp_path / "valid.txt").write_text("Q?||<<1+1=2>> ## 2\n")
+    os.remove(tmp_path / "test.txt")
+    with pytest.raises(FileNotFoundError, match="test.txt"):
+        tasks.convert_gsm8k(str(tmp_path), str(tmp_path / "out2"))

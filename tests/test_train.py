@@ -52,10 +52,12 @@ def test_two_stages_lower_loss_and_resume_exactly(data_dir, tmp_path):
     # within a stage the labels are the same, so the losses compare
     assert log[1]["train_loss"] < log[0]["train_loss"] and log[3]["train_loss"] < log[2]["train_loss"]
     assert log[3]["val_loss"] < log[2]["val_loss"]
-    # best.pt holds the epoch of the best validation accuracy (the first, on a tie)
-    accs = [r["val_acc"] for r in log]
+    # best.pt holds the epoch of the best validation accuracy (the first, on a tie) among the
+    # epochs of the last stage the run reaches (stage 1: epochs 3 and 4), and the log says so
+    accs = [r["val_acc"] for r in log[2:]]
     best = torch.load(os.path.join(full, "best.pt"), weights_only=True)
-    assert best["epoch"] == 1 + accs.index(max(accs))
+    assert best["epoch"] == 3 + accs.index(max(accs)) and best["stage"] == 1
+    assert [r["best"] for r in log] == [False, False, True, accs[1] > accs[0]]
     assert torch.load(os.path.join(full, "ckpt.pt"), weights_only=True)["epoch"] == 4
     assert not [f for f in os.listdir(full) if f.endswith(".tmp")]  # nothing half-written
     # an interrupted run (stopped after 3 epochs, mid-stage) resumes with exactly the same losses
@@ -191,3 +193,17 @@ def test_torchrun_two_processes_equal_one(data_dir, tmp_path):
         assert a["train_loss"] == pytest.approx(b["train_loss"], abs=1e-5)
         assert a["val_loss"] == pytest.approx(b["val_loss"], abs=1e-5)
         assert a["val_acc"] == b["val_acc"]
+
+
+def test_arith_end_to_end(tmp_path):
+    """The arithmetic task: generated on first use with its knobs, trained, evaluated."""
+    d, out = tmp_path / "arith", tmp_path / "out"
+    train("--task=arith", f"--data_dir={d}", f"--out_dir={out}", "--num_epochs=2", "--n_train=64",
+          "--min_steps=2", "--max_steps=3", "--max_value=20", "--batch_size=16")
+    meta = json.loads((d / "meta.json").read_text())
+    assert meta == dict(task="arith", n_train=64, seed=0, min_steps=2, max_steps=3, max_value=20, ops="+-*/")
+    assert len(data.load_records(str(d / "arith_train.json"))) == 64
+    assert [r["stage"] for r in read_log(str(out))] == [0, 1]
+    p = train("--eval_only=True", f"--out_dir={out}")
+    assert "arith_test.json" in p.stdout and "epoch 2, stage 1" in p.stdout
+    assert json.loads(p.stdout.strip().splitlines()[-1])["n"] == 32  # TINY sets n_val=32
