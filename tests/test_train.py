@@ -142,6 +142,9 @@ def test_learning_rate_schedule(data_dir, tmp_path, reset):
     since_reset = 7 if reset else 15  # the stage changes after epoch 1
     expected = [cosine(7) * 8 / 20, cosine(15) * (since_reset + 1) / 20]
     assert [r["lr"] for r in read_log(str(tmp_path))] == pytest.approx(expected, rel=1e-9)
+    # and a fresh AdamW at the stage change: its step count restarts with the stage
+    state = torch.load(tmp_path / "ckpt.pt", weights_only=True)["optimizer"]["state"]
+    assert {int(v["step"]) for v in state.values()} == {since_reset + 1}
 
 
 def tiny_gpt2_file(path):
