@@ -57,9 +57,15 @@ def load_checkpoint(path):
     if not os.path.isfile(path):
         raise SystemExit(f"no checkpoint at {path}: train one first, e.g. python train.py "
                          f"config/prosqa_cpu.py --out_dir={os.path.dirname(path) or '.'}")
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)  # never unpickle code
-    if not isinstance(ckpt, dict) or not {"model", "model_args", "config"} <= ckpt.keys():
-        raise SystemExit(f"{path} is not a checkpoint written by train.py")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)  # never unpickle code
+    except Exception as e:  # empty, truncated, random bytes, or a pickle that is not plain data
+        raise SystemExit(f"{path} cannot be read as a checkpoint ({type(e).__name__}: "
+                         f"{str(e).splitlines()[0][:120] if str(e) else 'no detail'}); it is damaged "
+                         "or was not written by train.py") from None
+    missing = {"model", "model_args", "config"} - (ckpt.keys() if isinstance(ckpt, dict) else set())
+    if missing:
+        raise SystemExit(f"{path} is not a checkpoint written by train.py (no {', '.join(sorted(missing))})")
     return ckpt
 
 

@@ -21,6 +21,9 @@ def configure(settings, argv):
     while i < len(argv):
         arg = argv[i]
         if not arg.startswith("--"):  # a config file: trusted code the user wrote
+            if not arg.endswith(".py"):
+                raise SystemExit(f"{arg!r} is not a config file (config/*.py); settings are "
+                                 "given as --key=value")
             scope = {}
             try:
                 with open(arg) as f:
@@ -36,7 +39,7 @@ def configure(settings, argv):
             key, raw = arg[2:].split("=", 1)
             i += 1
         else:  # --key value
-            if i + 1 >= len(argv):
+            if i + 1 >= len(argv) or argv[i + 1].startswith("--"):
                 raise SystemExit(f"flag {arg} has no value; write {arg}=VALUE")
             key, raw = arg[2:], argv[i + 1]
             i += 2

@@ -244,14 +244,21 @@ def load_records(path):
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: no such file; generate one with `python tasks.py prosqa` "
                                 "(or prontoqa) or pass the path to an official data file")
-    with open(path) as f:
-        text = f.read()
+    if os.path.isdir(path):
+        raise ValueError(f"{path} is a folder; {fmt}")
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text (byte {e.start}); {fmt}") from None
     if not text.strip():
         raise ValueError(f"{path}: the file is empty; {fmt}")
     try:
         records = json.loads(text)
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}: invalid JSON at line {e.lineno} col {e.colno}: {e.msg}") from None
+    except RecursionError:
+        raise ValueError(f"{path}: JSON nested too deeply; {fmt}") from None
     if not isinstance(records, list):
         raise ValueError(f"{path}: top level is a JSON {type(records).__name__}; {fmt}")
     if not records:

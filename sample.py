@@ -22,6 +22,7 @@ import os
 import random
 import re
 import sys
+from collections import Counter
 
 import torch
 import torch.nn.functional as F
@@ -39,7 +40,7 @@ question = ""  # free text in the dataset's format; default: questions from the 
 num_samples = 1  # test questions (<= 0: all); the analyses use more when this is left at 1
 latent = -1  # continuous thoughts at inference; -1: as many as trained
 seed = 0  # which test questions are picked
-max_new_tokens = 96
+max_new_tokens = -1  # -1: the checkpoint's own
 analyze = ""  # '', 'frontier' or 'mixing' (ProsQA), 'values' (arith, GSM8k)
 plot = ""  # a .png path: draw the latent search of one ProsQA question there
 device = "auto"  # 'auto', 'cpu', 'cuda', 'mps'
@@ -330,7 +331,7 @@ def step_values(record):
 def print_values(model, vocab, records, cfg, K, max_new_tokens, batch_size):
     results = run(model, vocab, records, cfg, K, max_new_tokens, batch_size, top_k=5)
     c = cfg["c_thought"]
-    hits = {}  # thought -> [top-1 hits, top-5 hits, questions with that step]
+    hits, said_most = {}, {}  # thought -> [top-1 hits, top-5 hits, questions with that step]
     for record, r in zip(records, results):
         values = step_values(record)
         for j, top in enumerate(r["thoughts"]):
@@ -338,6 +339,7 @@ def print_values(model, vocab, records, cfg, K, max_new_tokens, batch_size):
             if step >= len(values):
                 continue
             said = [t.strip() for t, _ in top]
+            said_most.setdefault(j + 1, Counter())[repr(top[0][0])] += 1
             h = hits.setdefault(j + 1, [0, 0, 0])
             h[0] += said[0] == values[step]
             h[1] += values[step] in said
@@ -345,9 +347,10 @@ def print_values(model, vocab, records, cfg, K, max_new_tokens, batch_size):
     correct, judged, _ = accuracy(results)
     print(f"{len(records)} questions, {K} thoughts, accuracy {correct / max(judged, 1):.3f}; each thought "
           "decoded through the LM head, against the result of the step it replaced")
-    print(f"{'thought':>7}  {'step':>4}  {'top-1':>6}  {'top-5':>6}  questions")
+    print(f"{'thought':>7}  {'step':>4}  {'top-1':>6}  {'top-5':>6}  questions  its commonest top-1 tokens")
     for j, (t1, t5, n) in sorted(hits.items()):
-        print(f"{j:>7}  {(j - 1) // c + 1:>4}  {100 * t1 / n:>5.1f}%  {100 * t5 / n:>5.1f}%  {n}")
+        common = ", ".join(f"{t} {100 * k / n:.0f}%" for t, k in said_most[j].most_common(3))
+        print(f"{j:>7}  {(j - 1) // c + 1:>4}  {100 * t1 / n:>5.1f}%  {100 * t5 / n:>5.1f}%  {n:>9}  {common}")
 
 
 # -----------------------------------------------------------------------------
@@ -359,6 +362,9 @@ if __name__ == "__main__":
                          "(arithmetic), or leave it empty")
     if analyze and (question or plot):
         raise SystemExit("the analyses run on the test split; drop --question and --plot")
+    for key, least in dict(latent=-1, batch_size=1, top_k=1, max_new_tokens=-1).items():
+        if globals()[key] < least:
+            raise SystemExit(f"{key}={globals()[key]} must be >= {least}" + (" (-1: as trained)" if key == "latent" else ""))
     if plot and not plot.endswith(".png"):
         raise SystemExit(f"plot={plot!r}: give a file name ending in .png")
     device, _, _ = common.setup_device(device, "float32")
@@ -371,6 +377,7 @@ if __name__ == "__main__":
             print(f"no checkpoint in out/: using the shipped model {os.path.relpath(SHIPPED)} "
                   "(train your own with python train.py config/prosqa_cpu.py)")
     model, vocab, cfg = load(path, device)
+    max_new_tokens = cfg.get("max_new_tokens", 96) if max_new_tokens <= 0 else max_new_tokens
     trained = trained_thoughts(cfg)
     if (analyze or plot) and trained == 0:
         raise SystemExit(f"{'--plot' if plot else 'the analyses'} show(s) thoughts; a {cfg['method']} model has none")

@@ -390,17 +390,30 @@ def write_splits(task, out_dir, n_train=None, n_valid=None, n_test=None, seed=0,
 
 
 def ensure_splits(task, out_dir, n_train=None, seed=0, **knobs):
-    """Generate a task's splits into out_dir on first use; refuse data made with other knobs."""
+    """Generate a task's splits into out_dir on first use; refuse data made with other knobs.
+    Files without our meta.json are the user's: used as they are, never regenerated."""
     paths = [os.path.join(out_dir, f"{task}_{split}.json") for split in ("train", "valid", "test")]
     meta_path = os.path.join(out_dir, "meta.json")
     meta = dict(task=task, n_train=n_train, seed=seed, **knobs)
-    if all(os.path.exists(p) for p in paths):
-        if os.path.exists(meta_path):
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise SystemExit(f"data_dir={out_dir!r} is a file, not a folder")
+    present = [p for p in paths if os.path.exists(p)]
+    if present and not os.path.exists(meta_path):  # the user's own files: never regenerated
+        if len(present) == len(paths):
+            return paths
+        missing = sorted(set(paths) - set(present))
+        raise SystemExit(f"{out_dir} holds {', '.join(map(os.path.basename, present))} but not "
+                         f"{', '.join(map(os.path.basename, missing))}: put the missing file there, or "
+                         "point data_dir to an empty folder to generate all three")
+    if len(present) == len(paths):
+        try:
             with open(meta_path) as f:
                 old = json.load(f)
-            if old != meta:
-                raise SystemExit(f"{out_dir} holds data generated with {old}, not {meta}: "
-                                 "delete it or point data_dir to another folder")
+        except (OSError, ValueError) as e:
+            raise SystemExit(f"{meta_path} is damaged ({e}); delete {out_dir} to generate it anew") from None
+        if old != meta:
+            raise SystemExit(f"{out_dir} holds data generated with {old}, not {meta}: "
+                             "delete it or point data_dir to another folder")
         return paths
     if task not in SPLIT_SIZES:
         hint = (" GSM8k-Aug is not generated here: convert the iCoT text files with python "
@@ -409,9 +422,10 @@ def ensure_splits(task, out_dir, n_train=None, seed=0, **knobs):
                          f"of {{question, steps, answer}}).{hint}")
     print(f"generating {task} data into {out_dir} ({meta})")
     write_splits(task, out_dir, n_train=n_train, seed=seed, **knobs)
-    with open(meta_path + ".tmp", "w") as f:  # written last: the splits are complete
+    fd, tmp = tempfile.mkstemp(dir=out_dir, suffix=".tmp")  # written last: the splits are complete
+    with os.fdopen(fd, "w") as f:
         json.dump(meta, f)
-    os.replace(meta_path + ".tmp", meta_path)  # atomic, so runs started together may race
+    os.replace(tmp, meta_path)  # atomic, so runs started together may race
     return paths
 
 

@@ -12,6 +12,7 @@ import math
 import os
 import random
 import sys
+import tempfile
 import time
 
 import torch
@@ -82,23 +83,41 @@ device = "auto"  # 'auto', 'cpu', 'cuda', 'cuda:1', 'mps'
 dtype = "auto"  # 'auto' (bfloat16 where supported, else float32), 'float32', 'bfloat16', 'float16'
 compile = True  # torch.compile the model on CUDA (ignored elsewhere)
 seed = 0
+overwrite = False  # start over in an out_dir that holds a run (its checkpoints and log are deleted)
 # -----------------------------------------------------------------------------
 config_keys = [k for k, v in globals().items() if not k.startswith("_") and isinstance(v, (int, float, bool, str))]
 globals().update(configure({k: globals()[k] for k in config_keys}, sys.argv[1:]))
 config = {k: globals()[k] for k in config_keys}  # saved in checkpoints and the log
 # -----------------------------------------------------------------------------
 
-# fail on bad settings before anything slow happens
+# fail on bad settings before anything slow happens: each message names the setting, its value
+# and what would be valid
 if method not in data.METHODS:
     raise SystemExit(f"unknown method {method!r}; choose one of {', '.join(data.METHODS)}")
 for key, least in dict(max_latent_stage=0, sort_chunk=0, epochs_per_stage=1, c_thought=1, num_epochs=1,
-                      batch_size=1, gradient_accumulation_steps=1, eval_batch_size=1).items():
+                       batch_size=1, gradient_accumulation_steps=1, eval_batch_size=1, n_layer=1,
+                       n_head=1, n_embd=1, block_size=1, max_new_tokens=1, n_latent=-1, warmup_steps=0,
+                       n_nodes=4, min_hops=1, min_steps=1, max_value=3, seed=0).items():
     if config[key] < least:
         raise SystemExit(f"{key}={config[key]} must be >= {least}")
-if not 0.0 <= uniform_prob <= 1.0:
-    raise SystemExit(f"uniform_prob={uniform_prob} must be in [0, 1]")
+for key, lo, hi in (("uniform_prob", 0.0, 1.0), ("dropout", 0.0, 0.999), ("learning_rate", 1e-12, 10.0),
+                    ("min_lr", 0.0, 10.0), ("weight_decay", 0.0, 10.0), ("grad_clip", 0.0, 1e9)):
+    if not lo <= config[key] <= hi:  # NaN fails this too
+        raise SystemExit(f"{key}={config[key]} must be in [{lo}, {hi}]")
 if vocab not in ("task", "gpt2"):
     raise SystemExit(f"vocab={vocab!r}: choose 'task' or 'gpt2'")
+if n_embd % n_head:
+    raise SystemExit(f"n_embd={n_embd} must be a multiple of n_head={n_head} (each head gets n_embd / n_head)")
+if seed >= 2**63:
+    raise SystemExit(f"seed={seed} must be below 2**63")
+if not out_dir.strip():
+    raise SystemExit("out_dir is empty; name a folder, e.g. --out_dir=out")
+if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+    raise SystemExit(f"out_dir={out_dir!r} is a file, not a folder")
+used = [f for f in ("ckpt.pt", "best.pt", "log.jsonl") if os.path.exists(os.path.join(out_dir, f))]
+if used and not eval_only and init_from != "resume" and not overwrite:
+    raise SystemExit(f"{out_dir}/ holds a run ({', '.join(used)}): continue it with --init_from=resume, "
+                     "start over with --overwrite=True (deletes them), or choose another --out_dir")
 
 # distributed data parallel: torchrun sets RANK and WORLD_SIZE
 ddp = int(os.environ.get("RANK", -1)) != -1
@@ -131,19 +150,33 @@ elif eval_only and init_from == "scratch":  # the best checkpoint of out_dir, el
     ckpt = common.load_checkpoint(common.find_checkpoint(out_dir))
 elif init_from.endswith(".pt"):
     ckpt = common.load_checkpoint(init_from)
-if ckpt is not None and not eval_only:
-    # resuming a run with another model size is a mistake; a checkpoint path sets the size
-    for k in ("n_layer", "n_head", "n_embd", "block_size"):
-        if ckpt["model_args"][k] != config[k] and init_from == "resume":
-            raise SystemExit(f"the checkpoint's model has {k}={ckpt['model_args'][k]}, but the "
-                             f"config says {k}={config[k]}; use the checkpoint's value or "
-                             "another checkpoint")
+# settings a resumed run must share with its checkpoint (the rest: where it runs and how it
+# is evaluated); the model's size comes from the checkpoint when it started from GPT-2
+SYSTEM = {"out_dir", "init_from", "eval_only", "val_data", "n_latent", "device", "dtype", "compile",
+          "eval_batch_size", "n_val", "overwrite", "num_epochs"}
+if ckpt is not None and init_from == "resume":
+    saved = ckpt["config"]
+    if saved.get("init_from", "scratch") != "scratch":
+        SYSTEM |= {"n_layer", "n_head", "n_embd", "block_size", "dropout"}
+    diff = [f"{k}={saved[k]!r} (flags: {config[k]!r})" for k in config if k not in SYSTEM and k in saved and saved[k] != config[k]]
+    if diff:
+        raise SystemExit(f"{out_dir}/ckpt.pt was trained with other settings: {'; '.join(diff)}. "
+                         "Resume with the run's own settings, or start a new run in another --out_dir")
+    if saved["num_epochs"] != num_epochs:
+        log(f"num_epochs {saved['num_epochs']} -> {num_epochs}: the run goes on to epoch {num_epochs}"
+            + ("; the cosine decay is stretched over the new length from here on" if decay_lr else ""))
+elif ckpt is not None and not eval_only:  # a checkpoint to start from: its task and vocabulary
     if ckpt["config"]["task"] != task or ckpt["config"]["vocab"] != vocab:
         raise SystemExit(f"the checkpoint was trained on task={ckpt['config']['task']!r} with "
                          f"vocab={ckpt['config']['vocab']!r}, not {task!r}/{vocab!r}")
 if ckpt is not None and eval_only:
-    for k in ("task", "data_dir", "method", "c_thought", "max_latent_stage", "pad_latent_to_max", "vocab"):
-        config[k] = globals()[k] = ckpt["config"][k]  # evaluate the way it was trained
+    taken = ("task", "data_dir", "method", "c_thought", "max_latent_stage", "pad_latent_to_max", "vocab",
+             "max_new_tokens")
+    changed = [f"{k}={ckpt['config'][k]!r}" for k in taken if ckpt["config"][k] != config[k]]
+    if changed and master:  # evaluate the way it was trained
+        print(f"from the checkpoint, not the flags: {', '.join(changed)}")
+    for k in taken:
+        config[k] = globals()[k] = ckpt["config"][k]
 
 # -----------------------------------------------------------------------------
 # data: generated on first use (tasks.py), tokenized once
@@ -156,12 +189,15 @@ if master and not eval_only:
 if ddp:
     dist.barrier()  # the other ranks wait until rank 0 has written the data
 split_path = lambda split: os.path.join(data_dir, f"{task}_{split}.json")
-if eval_only:
-    val_records = data.load_records(val_data or split_path("test"))
-    train_records = []
-else:
-    train_records = data.load_records(split_path("train"))
-    val_records = data.load_records(split_path("valid"))
+try:
+    if eval_only:
+        val_records = data.load_records(val_data or split_path("test"))
+        train_records = []
+    else:
+        train_records = data.load_records(split_path("train"))
+        val_records = data.load_records(split_path("valid"))
+except (FileNotFoundError, ValueError) as e:  # a malformed file: which record, which field
+    raise SystemExit(str(e)) from None
 
 # -----------------------------------------------------------------------------
 # model, and the vocabulary it reads
@@ -175,24 +211,30 @@ else:
         model = GPT(GPTConfig(block_size=block_size, vocab_size=tok.size, n_layer=n_layer,
                               n_head=n_head, n_embd=n_embd, dropout=dropout))
     else:  # pretrained GPT-2: a name or a model.safetensors path
-        model = weights.coconut_gpt2(init_from, tok, dropout)
+        try:
+            model = weights.coconut_gpt2(init_from, tok, dropout)
+        except (FileNotFoundError, ValueError, RuntimeError) as e:  # no file, not GPT-2, offline
+            raise SystemExit(f"init_from={init_from!r}: {e}") from None
 for k in ("n_layer", "n_head", "n_embd", "block_size"):
     config[k] = globals()[k] = getattr(model.config, k)
 model_args = dict(vars(model.config))
 model.to(device)
-train_set = data.tokenize(train_records, tok)
-val_set = data.tokenize(val_records, tok, questions_only=eval_only)
+try:
+    train_set = data.tokenize(train_records, tok)
+    val_set = data.tokenize(val_records, tok, questions_only=eval_only)
+except ValueError as e:  # a word outside the checkpoint's task vocabulary
+    raise SystemExit(f"error: {e}") from None
 if n_val > 0:
     val_records, val_set = val_records[:n_val], val_set[:n_val]
 layout_args = dict(c_thought=c_thought, max_latent_stage=max_latent_stage,
                    pad_latent_to_max=pad_latent_to_max)
 
 # every sequence must fit the context: check the longest before training starts
-thoughts_max = 2 + max_latent_stage * c_thought  # <bot>, <eot> and the thoughts
-longest = max([(len(ex["question"]) + thoughts_max + sum(map(len, ex["steps"])) + len(ex["answer"]), i, "train")
-               for i, ex in enumerate(train_set)] +  # a generous bound on every stage's layout
-              [(len(ex["question"]) + thoughts_max + max_new_tokens, i, "validation")
-               for i, ex in enumerate(val_set)])  # a prompt and the tokens generated after it
+thoughts_max = 2 + max(max_latent_stage * c_thought, n_latent)  # <bot>, <eot> and the thoughts
+full = lambda ex: len(ex["question"]) + thoughts_max + sum(map(len, ex["steps"])) + len(ex["answer"])
+longest = max([(full(ex), i, "train") for i, ex in enumerate(train_set)] +  # a bound on every stage
+              [(max(full(ex), len(ex["question"]) + thoughts_max + max_new_tokens), i, "validation")
+               for i, ex in enumerate(val_set)])  # its loss, and a prompt with the tokens after it
 if longest[0] > model.config.block_size:
     raise SystemExit(f"{longest[2]} example {longest[1]} needs {longest[0]} positions, more than "
                      f"the context block_size={model.config.block_size} (generation adds "
@@ -316,6 +358,9 @@ total_steps = steps_per_epoch * num_epochs
 optimizer = make_optimizer()
 start_epoch, step, since_reset, best_acc = 0, 0, 0, -1.0
 if init_from == "resume":
+    lacking = {"optimizer", "epoch", "step", "since_reset", "best_acc", "rng"} - ckpt.keys()
+    if lacking:
+        raise SystemExit(f"{out_dir}/ckpt.pt cannot resume a run: it has no {', '.join(sorted(lacking))}")
     optimizer.load_state_dict(ckpt["optimizer"])
     start_epoch, step, since_reset, best_acc = ckpt["epoch"], ckpt["step"], ckpt["since_reset"], ckpt["best_acc"]
     torch.set_rng_state(ckpt["rng"])
@@ -323,6 +368,17 @@ if init_from == "resume":
 ckpt = None  # free memory
 if master:
     os.makedirs(out_dir, exist_ok=True)
+    if overwrite and init_from != "resume":
+        for f in used:
+            os.remove(os.path.join(out_dir, f))
+    if init_from == "resume" and os.path.exists(os.path.join(out_dir, "log.jsonl")):
+        # a run killed after writing an epoch's log line but before its checkpoint redoes that
+        # epoch: keep only the lines the checkpoint covers, so no epoch is logged twice
+        with open(os.path.join(out_dir, "log.jsonl")) as f:
+            lines = [line for line in f if line.strip() and json.loads(line)["epoch"] <= start_epoch]
+        with open(os.path.join(out_dir, "log.jsonl.tmp"), "w") as f:
+            f.writelines(lines)
+        os.replace(os.path.join(out_dir, "log.jsonl.tmp"), os.path.join(out_dir, "log.jsonl"))
     log(f"{method} on {task}: {len(train_set)} train / {len(val_set)} val examples, "
         f"{model.num_params() / 1e6:.2f}M parameters, vocab {tok.size}, {device} {ptdtype}, "
         f"{world_size} process(es), {steps_per_epoch} steps per epoch")
@@ -334,8 +390,14 @@ def save_checkpoint(name, epoch):
                 config=config, vocab=tok.gpt2_ids, epoch=epoch, stage=stage_of(epoch - 1), step=step, since_reset=since_reset,
                 best_acc=best_acc, rng=torch.get_rng_state())
     path = os.path.join(out_dir, name)
-    torch.save(ckpt, path + ".tmp")
-    os.replace(path + ".tmp", path)
+    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=name, suffix=".tmp")  # a unique name
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(ckpt, f)
+        os.replace(tmp, path)
+    except OSError as e:  # a full disk: the previous checkpoint stays as it was
+        os.remove(tmp)
+        raise SystemExit(f"could not write {path} ({e}); {name} keeps its previous version") from None
 
 
 for epoch in range(start_epoch, num_epochs):
@@ -351,6 +413,10 @@ for epoch in range(start_epoch, num_epochs):
             group["lr"] = lr
         batches = [data.collate(rows, tok, device) for rows in micro]
         loss = coconut.train_step(fwd_model, batches, autocast, ddp)  # forward + backward
+        if not math.isfinite(loss):
+            raise SystemExit(f"the loss is {loss} at step {step} (epoch {epoch + 1}, stage {stage}): the "
+                             f"run stops, and {out_dir}/ckpt.pt keeps the last finished epoch. Lower "
+                             "learning_rate or set grad_clip, then resume with --init_from=resume")
         if grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
         optimizer.step()

@@ -32,9 +32,17 @@ def from_pretrained(name_or_path, vocab_size=None, dropout=0.0):
                                 f"{sorted(PRETRAINED)} or the path of a model.safetensors")
     tensors = read_safetensors(path)
     tensors = {k.removeprefix("transformer."): v for k, v in tensors.items()}
-    n_layer = 1 + max((int(k.split(".")[1]) for k in tensors if k.startswith("h.")), default=-1)
-    if "wte.weight" not in tensors or n_layer == 0:
-        raise ValueError(f"{path} does not hold GPT-2 weights (no wte.weight or h.0.*)")
+    layers = [k.split(".")[1] for k in tensors if k.startswith("h.")]
+    if not all(n.isdigit() for n in layers):
+        raise ValueError(f"{path}: a tensor name {next(k for k in tensors if k.startswith('h.') and not k.split('.')[1].isdigit())!r} "
+                         "has no layer number (h.0., h.1., ...)")
+    n_layer = 1 + max(map(int, layers), default=-1)
+    if "wte.weight" not in tensors or "wpe.weight" not in tensors or n_layer == 0:
+        raise ValueError(f"{path} does not hold GPT-2 weights (no wte.weight, wpe.weight or h.0.*)")
+    ints = [k for k, t in tensors.items() if not t.is_floating_point()]
+    if ints:
+        raise ValueError(f"{path}: tensor {ints[0]!r} holds {tensors[ints[0]].dtype} values, not "
+                         "floating-point weights")
     n_vocab, n_embd = tensors["wte.weight"].shape
     n_head = pretrained_n_head(path, name_or_path, n_embd)
     config = GPTConfig(block_size=tensors["wpe.weight"].shape[0], n_layer=n_layer,
@@ -87,8 +95,12 @@ def pretrained_n_head(path, name, n_embd):
     """n_head is not in the weights: take it from config.json beside them, or from the name."""
     cfg = os.path.join(os.path.dirname(path), "config.json")
     if os.path.isfile(cfg):
-        with open(cfg) as f:
-            return int(json.load(f)["n_head"])
+        try:
+            with open(cfg) as f:
+                return int(json.load(f)["n_head"])
+        except (ValueError, KeyError, TypeError) as e:
+            raise ValueError(f"{cfg} gives no n_head ({type(e).__name__}: {e}); write "
+                             '{"n_head": N} there, or remove it to infer n_head from the width') from None
     if name in PRETRAINED:
         return PRETRAINED[name]
     by_width = {768: 12, 1024: 16, 1280: 20, 1600: 25}
@@ -153,6 +165,8 @@ def read_safetensors(path):
             header = json.loads(f.read(n))
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             raise bad(f"header is not JSON ({e})") from None
+        except RecursionError:
+            raise bad("header is nested too deeply") from None
         if not isinstance(header, dict):
             raise bad("header is not a JSON object")
         header.pop("__metadata__", None)

@@ -27,7 +27,9 @@ def test_key_value_forms_and_bare_strings():
     (["--compile=1"], "compile must be a bool"),
     (["--batch_sise=3"], "Did you mean batch_size"),
     (["--batch_size"], "has no value"),
+    (["--out_dir", "--batch_size=3"], "flag --out_dir has no value"),
     (["no_such_config.py"], "not found"),
+    (["data/prosqa_test.json"], "is not a config file"),
 ])
 def test_errors(argv, message):
     with pytest.raises(SystemExit, match=message):

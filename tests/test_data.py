@@ -152,11 +152,13 @@ GOOD = {"question": "q", "steps": ["a", "b"], "answer": "x", "extra": 1}
     (json.dumps([GOOD, {**GOOD, "answer": None}]), ["record 1", "'answer'", "NoneType"]),
     (json.dumps([GOOD, {**GOOD, "steps": "a b"}]), ["record 1", "'steps'", "str"]),
     (json.dumps([GOOD, {**GOOD, "steps": ["a", 3]}]), ["record 1", "'steps'", "steps[1]"]),
+    (b"[\xff\xfe]", ["not UTF-8"]),
+    ("[" * 100000 + "]" * 100000, ["nested too deeply"]),
 ])
 
 def test_load_records_errors(tmp_path, content, needles):
     path = tmp_path / "bad.json"
-    path.write_text(content)
+    path.write_bytes(content) if isinstance(content, bytes) else path.write_text(content)
     with pytest.raises(ValueError) as e:
         data.load_records(str(path))
     for needle in [str(path)] + needles:
@@ -169,6 +171,8 @@ def test_load_records_ok_and_missing(tmp_path):
     assert data.load_records(str(path)) == [GOOD, GOOD]  # extra fields kept
     with pytest.raises(FileNotFoundError, match="nope.json.*python tasks.py"):
         data.load_records(str(tmp_path / "nope.json"))
+    with pytest.raises(ValueError, match="is a folder"):
+        data.load_records(str(tmp_path))
 
 
 def test_sample_stage_mixes_in_uniform_stages():

@@ -164,6 +164,10 @@ def test_script_messages(tiny_ckpt, tmp_path, monkeypatch, capsys):
         script(monkeypatch, ckpt, "--question", "Every elephant is a wumpus. Is Tom a wumpus?")
     with pytest.raises(SystemExit, match="block_size=256"):
         script(monkeypatch, ckpt, "--max_new_tokens=250", "--device=cpu")
+    with pytest.raises(SystemExit, match=r"latent=-5 must be >= -1 \(-1: as trained\)"):
+        script(monkeypatch, ckpt, "--latent=-5")
+    with pytest.raises(SystemExit, match="batch_size=-3 must be >= 1"):
+        script(monkeypatch, ckpt, "--batch_size=-3")
     record = tiny_ckpt["test"][0]
     script(monkeypatch, ckpt, f"--question={record['question']}", f"--max_new_tokens={NEW}", "--device=cpu")
     out = capsys.readouterr().out
@@ -318,7 +322,7 @@ def test_values_analysis_on_arithmetic(tmp_path, monkeypatch, capsys):
     torch.save(dict(model=model.state_dict(), model_args=dict(vars(model.config)), config=cfg,
                     vocab=vocab.gpt2_ids), tmp_path / "best.pt")
     script(monkeypatch, f"--out_dir={tmp_path}", "--analyze=values", f"--max_new_tokens={NEW}", "--device=cpu")
-    rows = re.findall(r"^\s+(\d)\s+(\d)\s+([\d.]+)%\s+([\d.]+)%\s+(\d+)$", capsys.readouterr().out, re.M)
+    rows = re.findall(r"^\s+(\d)\s+(\d)\s+([\d.]+)%\s+([\d.]+)%\s+(\d+)  ", capsys.readouterr().out, re.M)
     expected = {}
     for r in test:
         ex = data.tokenize([r], vocab, questions_only=True)[0]

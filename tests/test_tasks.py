@@ -269,3 +269,21 @@ def test_convert_gsm8k(tmp_path):
     os.remove(tmp_path / "test.txt")
     with pytest.raises(FileNotFoundError, match="test.txt"):
         tasks.convert_gsm8k(str(tmp_path), str(tmp_path / "out2"))
+
+
+def test_ensure_splits_never_regenerates_the_users_files(tmp_path):
+    user = [dict(question="q", steps=["s"], answer="a")]
+    for split in ("train", "valid"):
+        (tmp_path / f"prosqa_{split}.json").write_text(json.dumps(user))
+    with pytest.raises(SystemExit, match="holds prosqa_train.json, prosqa_valid.json but not prosqa_test.json"):
+        tasks.ensure_splits("prosqa", str(tmp_path), n_train=20)
+    assert json.loads((tmp_path / "prosqa_train.json").read_text()) == user  # untouched
+    (tmp_path / "prosqa_test.json").write_text(json.dumps(user))
+    tasks.ensure_splits("prosqa", str(tmp_path), n_train=20)  # all three: used as they are
+    assert json.loads((tmp_path / "prosqa_train.json").read_text()) == user
+    (tmp_path / "meta.json").write_text("{not json")
+    with pytest.raises(SystemExit, match="meta.json is damaged"):
+        tasks.ensure_splits("prosqa", str(tmp_path), n_train=20)
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(SystemExit, match="is a file, not a folder"):
+        tasks.ensure_splits("prosqa", str(tmp_path / "afile"), n_train=20)

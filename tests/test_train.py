@@ -6,6 +6,9 @@ import subprocess
 import sys
 
 import math
+import re
+import runpy
+import shutil
 
 import pytest
 import torch
@@ -30,6 +33,14 @@ def train(*args, check=True):
     if check and p.returncode != 0:
         raise AssertionError(p.stdout[-3000:] + p.stderr[-3000:])
     return p
+
+
+def train_here(monkeypatch, *args):
+    """train.py in this process (no interpreter start-up): for runs that stop early with a
+    SystemExit, which propagates."""
+    monkeypatch.setattr(sys, "argv", ["train.py", *TINY, *args])
+    monkeypatch.chdir(ROOT)
+    runpy.run_path(os.path.join(ROOT, "train.py"), run_name="__main__")
 
 
 def read_log(out):
@@ -62,6 +73,11 @@ def test_two_stages_lower_loss_and_resume_exactly(data_dir, tmp_path):
     assert not [f for f in os.listdir(full) if f.endswith(".tmp")]  # nothing half-written
     # an interrupted run (stopped after 3 epochs, mid-stage) resumes with exactly the same losses
     train(f"--data_dir={data_dir}", f"--out_dir={part}", "--num_epochs=3", "--epochs_per_stage=2")
+    with open(os.path.join(part, "log.jsonl"), "a") as f:  # as if killed after logging epoch 4
+        f.write(json.dumps(dict(read_log(part)[-1], epoch=4)) + "\n")  # but before its checkpoint
+    p = train(f"--data_dir={data_dir}", f"--out_dir={part}", "--num_epochs=4", "--epochs_per_stage=2", "--seed=1",
+              "--init_from=resume", check=False)
+    assert p.returncode != 0 and "seed=0 (flags: 1)" in p.stderr  # another run's settings: refused
     train(f"--data_dir={data_dir}", f"--out_dir={part}", "--num_epochs=4", "--epochs_per_stage=2",
           "--init_from=resume")
     resumed = read_log(part)
@@ -91,7 +107,13 @@ def test_two_stages_lower_loss_and_resume_exactly(data_dir, tmp_path):
     # a checkpoint whose model does not match the config is refused before training
     p = train(f"--data_dir={data_dir}", f"--out_dir={full}", "--init_from=resume", "--n_embd=64",
               "--num_epochs=4", check=False)
-    assert p.returncode != 0 and "n_embd" in p.stderr
+    assert p.returncode != 0 and "n_embd=32 (flags: 64)" in p.stderr
+    # a fresh run in a used out_dir is refused, and replaces it only when asked to
+    p = train(f"--data_dir={data_dir}", f"--out_dir={full}", "--num_epochs=1", check=False)
+    assert p.returncode != 0 and "--init_from=resume" in p.stderr and "--overwrite=True" in p.stderr
+    assert len(read_log(full)) == 4
+    train(f"--data_dir={data_dir}", f"--out_dir={full}", "--num_epochs=1", "--overwrite=True")
+    assert len(read_log(full)) == 1 and torch.load(os.path.join(full, "ckpt.pt"), weights_only=True)["epoch"] == 1
 
 
 @pytest.mark.parametrize("args,message", [
@@ -102,10 +124,21 @@ def test_two_stages_lower_loss_and_resume_exactly(data_dir, tmp_path):
     (["--learning_rte=1e-3"], "learning_rate"),
     (["--batch_size=1.5"], "batch_size must be a int"),
     (["--init_from=/nonexistent/ckpt.pt"], "no checkpoint"),
+    (["--n_embd=31"], "n_embd=31 must be a multiple of n_head=2"),
+    (["--dtype=float33"], "dtype='float33': choose"),
+    (["--out_dir="], "out_dir is empty"),
+    (["--seed=99999999999999999999"], "seed=99999999999999999999 must be below"),
+    (["--seed=-1"], "seed=-1 must be >= 0"),
+    (["--n_layer=0"], "n_layer=0 must be >= 1"),
+    (["--learning_rate=1e999"], "learning_rate=inf must be in"),
+    (["--max_new_tokens=0"], "max_new_tokens=0 must be >= 1"),
+    (["--n_latent=300"], "positions, more than the context block_size=256"),  # 300 thoughts
+    (["--init_from=/nonexistent/model.safetensors"], "init_from='/nonexistent/model.safetensors': no GPT-2 weights"),
 ])
-def test_bad_settings_fail_early(data_dir, tmp_path, args, message):
-    p = train(f"--data_dir={data_dir}", f"--out_dir={tmp_path}", *args, check=False)
-    assert p.returncode != 0 and message in p.stderr
+def test_bad_settings_fail_early(data_dir, tmp_path, monkeypatch, args, message):
+    out = [] if any(a.startswith("--out_dir") for a in args) else [f"--out_dir={tmp_path}"]
+    with pytest.raises(SystemExit, match=re.escape(message)):
+        train_here(monkeypatch, f"--data_dir={data_dir}", *out, *args)
     assert not os.path.exists(os.path.join(tmp_path, "log.jsonl"))
 
 
@@ -210,3 +243,81 @@ def test_arith_end_to_end(tmp_path):
     p = train("--eval_only=True", f"--out_dir={out}")
     assert "arith_test.json" in p.stdout and "epoch 2, stage 1" in p.stdout
     assert json.loads(p.stdout.strip().splitlines()[-1])["n"] == 32  # TINY sets n_val=32
+
+
+@pytest.fixture(scope="module")
+def one_epoch(data_dir, tmp_path_factory):
+    """A finished one-epoch run, for the tests below to copy and break."""
+    out = tmp_path_factory.mktemp("one_epoch") / "out"
+    train(f"--data_dir={data_dir}", f"--out_dir={out}", "--num_epochs=1")
+    return out
+
+
+def copy_of(run, tmp_path):
+    shutil.copytree(run, tmp_path / "out")
+    return str(tmp_path / "out")
+
+
+def test_a_nan_loss_stops_the_run_and_keeps_the_checkpoint(data_dir, one_epoch, tmp_path, monkeypatch):
+    import coconut
+    out = copy_of(one_epoch, tmp_path)
+    before = open(os.path.join(out, "ckpt.pt"), "rb").read()
+    monkeypatch.setattr(coconut, "train_step", lambda *a, **k: float("nan"))
+    with pytest.raises(SystemExit, match="the loss is nan at step 8 .*ckpt.pt keeps the last finished epoch"):
+        train_here(monkeypatch, f"--data_dir={data_dir}", f"--out_dir={out}", "--num_epochs=2", "--init_from=resume")
+    assert open(os.path.join(out, "ckpt.pt"), "rb").read() == before and len(read_log(out)) == 1
+
+
+def test_a_full_disk_keeps_the_previous_checkpoint(data_dir, one_epoch, tmp_path, monkeypatch):
+    out = copy_of(one_epoch, tmp_path)
+    before = open(os.path.join(out, "ckpt.pt"), "rb").read()
+
+    def full_disk(obj, f, *a, **k):
+        f.write(b"half a checkpoint")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(SystemExit, match="could not write .*No space left on device"):
+        train_here(monkeypatch, f"--data_dir={data_dir}", f"--out_dir={out}", "--num_epochs=2", "--init_from=resume")
+    assert open(os.path.join(out, "ckpt.pt"), "rb").read() == before
+    assert not [f for f in os.listdir(out) if f.endswith(".tmp")]  # the temporary file is gone
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", "cannot be read as a checkpoint"),
+    (b"PK\x03\x04 random bytes", "cannot be read as a checkpoint"),
+    ("truncated", "cannot be read as a checkpoint"),
+    ("no model", "not a checkpoint written by train.py (no model)"),
+    ("no optimizer", "cannot resume a run: it has no optimizer"),
+])
+def test_damaged_checkpoints_are_named(data_dir, one_epoch, tmp_path, monkeypatch, content, message):
+    out = copy_of(one_epoch, tmp_path)
+    path = tmp_path / "out" / "ckpt.pt"
+    if content == "truncated":
+        path.write_bytes(path.read_bytes()[:1000])
+    elif content in ("no model", "no optimizer"):
+        ckpt = torch.load(path, weights_only=True)
+        del ckpt[content.split()[1]]
+        torch.save(ckpt, path)
+    else:
+        path.write_bytes(content)
+    with pytest.raises(SystemExit, match=re.escape(message)):
+        train_here(monkeypatch, f"--data_dir={data_dir}", f"--out_dir={out}", "--num_epochs=2", "--init_from=resume")
+
+
+def test_data_errors_are_one_line(tmp_path, monkeypatch, capsys):
+    """A malformed data file names the file, record and field, without a traceback; so does a
+    validation example whose steps do not fit the context (before any training)."""
+    d = tmp_path / "data"
+    d.mkdir()
+    good = dict(question="Tom is a wumpus. Is Tom a wumpus or yumpus?", steps=["Tom is a wumpus."], answer="Tom is a wumpus.")
+    for split in ("train", "valid", "test"):
+        (d / f"prosqa_{split}.json").write_text(json.dumps([good] * 40))
+    (d / "prosqa_valid.json").write_text(json.dumps([good, dict(good, steps=[3])]))
+    with pytest.raises(SystemExit, match=r"record 1: field 'steps' must be a list of strings"):
+        train_here(monkeypatch, f"--data_dir={d}", f"--out_dir={tmp_path / 'o'}", "--batch_size=8")
+    long_steps = dict(good, steps=["Tom is a wumpus."] * 60)  # ~360 tokens of steps
+    (d / "prosqa_valid.json").write_text(json.dumps([good, long_steps]))
+    with pytest.raises(SystemExit, match=r"validation example 1 needs \d+ positions, more than the context block_size=256"):
+        train_here(monkeypatch, f"--data_dir={d}", f"--out_dir={tmp_path / 'o'}", "--batch_size=8")
+    assert not os.path.exists(tmp_path / "o" / "log.jsonl")

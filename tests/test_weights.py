@@ -133,3 +133,31 @@ def test_safetensors_bad_files(tmp_path, case, match):
                             "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}}, b"\0" * 12)
     with pytest.raises(ValueError, match=match):
         read_safetensors(path)
+
+
+@pytest.mark.parametrize("case, match", [
+    ("int weights", "holds torch.int64 values, not floating-point"),
+    ("layer h.x", "'h.x.ln_1.weight' has no layer number"),
+    ("no wpe", "no wte.weight, wpe.weight or h.0"),
+    ("config without n_head", "gives no n_head"),
+])
+def test_pretrained_bad_files(tmp_path, case, match):
+    tensors = read_safetensors(os.path.join(FIXTURE, "model.safetensors"))
+    if case == "int weights":
+        tensors["transformer.ln_f.weight"] = tensors["transformer.ln_f.weight"].long()
+    elif case == "layer h.x":
+        tensors["transformer.h.x.ln_1.weight"] = tensors.pop("transformer.h.0.ln_1.weight")
+    elif case == "no wpe":
+        del tensors["transformer.wpe.weight"]
+    elif case == "config without n_head":
+        (tmp_path / "config.json").write_text('{"n_layer": 2}')
+    write_safetensors(tensors, str(tmp_path / "model.safetensors"))
+    with pytest.raises(ValueError, match=match):
+        weights.from_pretrained(str(tmp_path / "model.safetensors"))
+
+
+def test_safetensors_header_nested_too_deep(tmp_path):
+    head = b"[" * 100000 + b"]" * 100000
+    (tmp_path / "deep.safetensors").write_bytes(struct.pack("<Q", len(head)) + head)
+    with pytest.raises(ValueError, match="nested too deeply"):
+        read_safetensors(str(tmp_path / "deep.safetensors"))
