@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 from contextlib import nullcontext
 
 import torch
@@ -85,9 +86,10 @@ def export(ckpt_path, folder):
     write_safetensors(ckpt["model"], os.path.join(folder, "model.safetensors"))
     meta = dict(model_args=ckpt["model_args"], config=ckpt["config"], vocab=ckpt["vocab"],
                 epoch=ckpt.get("epoch"), source=ckpt_path)
-    with open(os.path.join(folder, "model.json.tmp"), "w") as f:
+    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
         json.dump(meta, f, indent=1)
-    os.replace(os.path.join(folder, "model.json.tmp"), os.path.join(folder, "model.json"))
+    os.replace(tmp, os.path.join(folder, "model.json"))
     cfg = ckpt["config"]
     test = os.path.join(cfg["data_dir"] or os.path.join("data", cfg["task"]), f"{cfg['task']}_test.json")
     if os.path.isfile(test):

@@ -382,9 +382,13 @@ def write_splits(task, out_dir, n_train=None, n_valid=None, n_test=None, seed=0,
         path = os.path.join(out_dir, f"{task}_{name}.json")
         # write next to the target, then rename: a reader never sees a half-written file
         fd, tmp = tempfile.mkstemp(dir=out_dir, suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            json.dump(records, f)
-        os.replace(tmp, path)
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(records, f)
+            os.replace(tmp, path)
+        except BaseException:  # a full disk, a kill: no half-written file stays behind
+            os.remove(tmp)
+            raise
         paths.append(path)
     return paths
 

@@ -376,9 +376,10 @@ if master:
         # epoch: keep only the lines the checkpoint covers, so no epoch is logged twice
         with open(os.path.join(out_dir, "log.jsonl")) as f:
             lines = [line for line in f if line.strip() and json.loads(line)["epoch"] <= start_epoch]
-        with open(os.path.join(out_dir, "log.jsonl.tmp"), "w") as f:
+        fd, tmp = tempfile.mkstemp(dir=out_dir, suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
             f.writelines(lines)
-        os.replace(os.path.join(out_dir, "log.jsonl.tmp"), os.path.join(out_dir, "log.jsonl"))
+        os.replace(tmp, os.path.join(out_dir, "log.jsonl"))
     log(f"{method} on {task}: {len(train_set)} train / {len(val_set)} val examples, "
         f"{model.num_params() / 1e6:.2f}M parameters, vocab {tok.size}, {device} {ptdtype}, "
         f"{world_size} process(es), {steps_per_epoch} steps per epoch")

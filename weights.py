@@ -214,9 +214,13 @@ def write_safetensors(tensors, path):
         blobs.append(blob)
     head = json.dumps(header).encode()
     head += b" " * (-len(head) % 8)  # the format pads the header to 8 bytes with spaces
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(struct.pack("<Q", len(head)) + head)
-        for blob in blobs:
-            f.write(blob)
-    os.replace(tmp, path)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(struct.pack("<Q", len(head)) + head)
+            for blob in blobs:
+                f.write(blob)
+        os.replace(tmp, path)
+    except BaseException:  # no half-written file stays behind
+        os.remove(tmp)
+        raise
