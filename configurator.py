@@ -53,6 +53,17 @@ def configure(settings, argv):
     return settings
 
 
+def check_ranges(settings, least=(), within=()):
+    """Stop with a message naming the setting, its value and what is valid: least maps a key
+    to its minimum, within to its (lo, hi) range (NaN is in no range)."""
+    for key, lo in dict(least).items():
+        if settings[key] < lo:
+            raise SystemExit(f"{key}={settings[key]} must be >= {lo}")
+    for key, (lo, hi) in dict(within).items():
+        if not lo <= settings[key] <= hi:
+            raise SystemExit(f"{key}={settings[key]} must be in [{lo}, {hi}]")
+
+
 def _checked(settings, key, value, where):
     if key not in settings:
         close = difflib.get_close_matches(key, settings, n=3, cutoff=0.6)

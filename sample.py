@@ -31,7 +31,7 @@ import coconut
 import common
 import data
 import tasks
-from configurator import configure
+from configurator import check_ranges, configure
 
 # -----------------------------------------------------------------------------
 out_dir = "out"  # where train.py wrote best.pt / ckpt.pt
@@ -362,20 +362,22 @@ if __name__ == "__main__":
                          "(arithmetic), or leave it empty")
     if analyze and (question or plot):
         raise SystemExit("the analyses run on the test split; drop --question and --plot")
-    for key, least in dict(latent=-1, batch_size=1, top_k=1, max_new_tokens=-1).items():
-        if globals()[key] < least:
-            raise SystemExit(f"{key}={globals()[key]} must be >= {least}" + (" (-1: as trained)" if key == "latent" else ""))
+    if latent < -1:
+        raise SystemExit(f"latent={latent} must be >= -1 (-1: as trained)")
+    check_ranges(globals(), least=dict(batch_size=1, top_k=1, max_new_tokens=-1))
     if plot and not plot.endswith(".png"):
         raise SystemExit(f"plot={plot!r}: give a file name ending in .png")
     device, _, _ = common.setup_device(device, "float32")
     torch.manual_seed(seed)
     path = init_from
     if not path:
-        shipped = out_dir == "out" and not any(os.path.isfile(os.path.join(out_dir, f)) for f in ("best.pt", "ckpt.pt"))
-        path = os.path.relpath(SHIPPED) if shipped and os.path.isdir(SHIPPED) else common.find_checkpoint(out_dir)
-        if path == os.path.relpath(SHIPPED):
-            print(f"no checkpoint in out/: using the shipped model {os.path.relpath(SHIPPED)} "
+        empty = not any(os.path.isfile(os.path.join(out_dir, f)) for f in ("best.pt", "ckpt.pt"))
+        if out_dir == "out" and empty and os.path.isdir(SHIPPED):  # a fresh clone: the shipped model
+            path = os.path.relpath(SHIPPED)
+            print(f"no checkpoint in out/: using the shipped model {path} "
                   "(train your own with python train.py config/prosqa_cpu.py)")
+        else:
+            path = common.find_checkpoint(out_dir)
     model, vocab, cfg = load(path, device)
     max_new_tokens = cfg.get("max_new_tokens", 96) if max_new_tokens <= 0 else max_new_tokens
     trained = trained_thoughts(cfg)

@@ -1,7 +1,7 @@
 """configurator: config files then flags, literal values only, types checked, typos caught."""
 import pytest
 
-from configurator import configure
+from configurator import check_ranges, configure
 
 DEFAULTS = dict(batch_size=32, learning_rate=1e-4, method="coconut", compile=True, out_dir="out")
 
@@ -49,3 +49,12 @@ def test_flag_values_are_never_executed(tmp_path):
     assert not marker.exists() and got["method"].startswith("__import__")
     with pytest.raises(SystemExit):
         configure(DEFAULTS, [f"--batch_size=__import__('os').getpid()"])
+
+
+def test_check_ranges():
+    check_ranges(dict(a=1, b=0.5), least=dict(a=1), within=dict(b=(0.0, 1.0)))
+    with pytest.raises(SystemExit, match="a=0 must be >= 1"):
+        check_ranges(dict(a=0), least=dict(a=1))
+    for bad in (1.5, float("nan")):
+        with pytest.raises(SystemExit, match=r"b=.* must be in \[0.0, 1.0\]"):
+            check_ranges(dict(b=bad), within=dict(b=(0.0, 1.0)))
