@@ -215,8 +215,8 @@ class Vocab:
                 words.append(text[lo:hi].strip(".,;:!?") or repr(decode([ids[i]])))
             words = sorted(set(words))
             raise ValueError(f"{', '.join(map(repr, words))} not in this model's task vocabulary "
-                             f"({len(self.gpt2_ids)} GPT-2 tokens of its training data); "
-                             "write the question with the training data's words")
+                             f"({len(self.gpt2_ids)} GPT-2 tokens of its training data): use "
+                             "that data's words, or train with vocab='gpt2'")
         return [self.index[t] for t in ids]
 
     def decode(self, ids):

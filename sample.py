@@ -12,11 +12,12 @@ text and its answer; a picture of the latent search; the paper's two analyses of
     python sample.py --analyze=mixing              # k thoughts, then language: path categories
     python sample.py --out_dir=out-arith --analyze=values   # arithmetic: does thought k hold step k's value?
     python sample.py --out_dir=out-cot             # another run's checkpoint
+    python sample.py --out_dir=out-prontoqa        # ProntoQA: thoughts named by concept
 
 For a ProsQA question, a thought's value for a node is the probability that the language after
 the thought names that node next ("Every <node> is a ..."), which is how the paper reads its
-latent search. Answers are greedy and checked the way train.py checks them (the text after
-"#", exact match).
+latent search; for ProntoQA, a concept's value is the probability of "Fae is a <concept>".
+Answers are greedy and checked the way train.py checks them (the text after "#", exact match).
 """
 import os
 import random
@@ -141,14 +142,14 @@ def short(text, n=70):
     return text if len(text) <= 2 * n + 5 else text[:n] + " ... " + text[-n:]
 
 
-def print_result(i, r, sym=None, top_k=5):
-    """One result; with a ProsQA graph's names (sym), each thought as the nodes it values most
-    (r["values"]), else as the tokens it decodes to."""
+def print_result(i, r, top_k=5):
+    """One result: each thought as the names it values most (r["values"], a {name: value} per
+    thought, for ProsQA and ProntoQA), else as the tokens it decodes to."""
     print(f"question {i}: {short(r['question'])}")
     for j, top in enumerate(r["thoughts"]):
-        if sym is not None and r.get("values"):
+        if r.get("values"):
             ranked = sorted(r["values"][j].items(), key=lambda kv: -kv[1])[:top_k]
-            print(f"  thought {j + 1}: " + ", ".join(f"{sym[v]} {p:.2f}" for v, p in ranked))
+            print(f"  thought {j + 1}: " + ", ".join(f"{name} {p:.2f}" for name, p in ranked))
         else:
             print(f"  thought {j + 1}: " + "  ".join(f"{t!r} {p:.2f}" for t, p in top))
     print("  output:")
@@ -160,22 +161,15 @@ def print_result(i, r, sym=None, top_k=5):
     print(f"  answer: {short(repr(r['answer']), 40)}{verdict}")  # repr shows a multi-line one
 
 
-# -----------------------------------------------------------------------------
-# ProsQA analyses. A record carries its graph: idx_to_symbol, edges [parent, child], root, target.
-
-def graph(record):
-    return tasks.adjacency(len(record["idx_to_symbol"]), record["edges"])
-
-
 @torch.no_grad()
-def name_values(model, vocab, record, ex, k, cfg, nodes):
-    """After k thoughts, teacher-force "Every" and score each node v of `nodes` by the
-    probability of v's name tokens (their product; no renormalisation). One batched forward."""
+def name_values(model, vocab, ex, k, cfg, head, names):
+    """After k thoughts, teacher-force the text `head` and score each of `names` by the
+    probability of its tokens (their product; no renormalisation). One batched forward."""
     ids, _, at = prompt(ex, vocab, cfg, n_latent=k)  # ends with <eot>
-    head = ids + vocab.encode("Every")  # a step right after <eot> has no leading space
+    head = ids + vocab.encode(head)  # a step right after <eot> has no leading space
     rows = []
-    for v in nodes:
-        name = vocab.encode(" " + record["idx_to_symbol"][v])
+    for name in names:
+        name = vocab.encode(name)
         rows.append(data.Row(head + name, [-100] * len(head) + name, at))  # labels mark the name tokens
     batch = data.collate(rows, vocab, next(model.parameters()).device)  # <latent> -> continuous
     h = coconut.latent_forward(model, batch)  # (B, T, C)
@@ -185,12 +179,20 @@ def name_values(model, vocab, record, ex, k, cfg, nodes):
     return (lp * (y != -100)).sum(1).exp().tolist()  # product of the name's probabilities
 
 
+# -----------------------------------------------------------------------------
+# ProsQA analyses. A record carries its graph: idx_to_symbol, edges [parent, child], root, target.
+
+def graph(record):
+    return tasks.adjacency(len(record["idx_to_symbol"]), record["edges"])
+
+
 def node_values(model, vocab, record, ex, K, cfg):
     """[{node: value} after 1, 2, ..., K thoughts] over every concept node (a person's name
     never follows "Every")."""
     _, parents = graph(record)
     nodes = [v for v in range(len(record["idx_to_symbol"])) if parents[v]]
-    return [dict(zip(nodes, name_values(model, vocab, record, ex, k, cfg, nodes))) for k in range(1, K + 1)]
+    names = [" " + record["idx_to_symbol"][v] for v in nodes]
+    return [dict(zip(nodes, name_values(model, vocab, ex, k, cfg, "Every", names))) for k in range(1, K + 1)]
 
 
 def frontier_values(model, vocab, record, ex, k, cfg):
@@ -205,7 +207,7 @@ def frontier_values(model, vocab, record, ex, k, cfg):
     nodes = [v for v, d in dist.items() if d == k // cfg["c_thought"]]  # step k/c names them
     if not nodes:  # the graph is shallower than k steps
         return []
-    values = name_values(model, vocab, record, ex, k, cfg, nodes)
+    values = name_values(model, vocab, ex, k, cfg, "Every", [" " + record["idx_to_symbol"][v] for v in nodes])
     out = []
     for v, value in zip(nodes, values):
         reach = tasks.bfs(children, v)
@@ -311,6 +313,32 @@ def print_mixing(model, vocab, records, cfg, K, max_new_tokens, batch_size):
 
 
 # -----------------------------------------------------------------------------
+# ProntoQA. Thought k stands for a step like "Fae is a lempus. Each lempus is a vumpus.", so the
+# language after k thoughts would say "Fae is a <concept>." next: a thought's value for a
+# concept is the probability of " a <concept>" after "Fae is".
+
+PRONTO_QUERY = re.compile(r"True or false: (\w+) is ")
+PRONTO_CONCEPT = re.compile(r"\b([A-Za-z]+pus)(?:es)?\b")  # wumpus, Wumpuses, ...
+
+
+def pronto_concepts(question):
+    """(entity, concepts) of a ProntoQA question: its "True or false: NAME is" and every
+    fictional '-pus' concept it names, sorted."""
+    m = PRONTO_QUERY.search(question)
+    if not m:
+        raise ValueError(f"a ProntoQA question ends with 'True or false: NAME is ...', not {short(question, 30)!r}")
+    return m[1], sorted({c.lower() for c in PRONTO_CONCEPT.findall(question)})
+
+
+def concept_values(model, vocab, record, ex, K, cfg):
+    """[{concept: value} after 1, 2, ..., K thoughts] over the question's concepts."""
+    entity, concepts = pronto_concepts(record["question"])
+    names = [" " + tasks.with_article(c) for c in concepts]
+    return [dict(zip(concepts, name_values(model, vocab, ex, k, cfg, f"{entity} is", names)))
+            for k in range(1, K + 1)]
+
+
+# -----------------------------------------------------------------------------
 # Arithmetic (arith, GSM8k-Aug): steps are <<expression=value>>. Does thought k, read through the
 # LM head, say the value of the step it replaced?
 
@@ -383,6 +411,11 @@ if __name__ == "__main__":
     trained = trained_thoughts(cfg)
     if (analyze or plot) and trained == 0:
         raise SystemExit(f"{'--plot' if plot else 'the analyses'} show(s) thoughts; a {cfg['method']} model has none")
+    if analyze in ("frontier", "mixing") and cfg["task"] != "prosqa":
+        hint = (" (without --analyze, sample.py names the concepts each thought values most)"
+                if cfg["task"] == "prontoqa" else "")
+        raise SystemExit(f"--analyze={analyze} reads a ProsQA question's graph; this model was trained "
+                         f"on {cfg['task']!r}{hint}")
     if plot and cfg["task"] != "prosqa":
         raise SystemExit(f"--plot draws a ProsQA question's graph; this model was trained on {cfg['task']!r}")
     print(f"{path}: {cfg['method']} on {cfg['task']}, trained with {trained} thought(s)")
@@ -429,10 +462,13 @@ if __name__ == "__main__":
             results = run(model, vocab, records, cfg, latent, max_new_tokens, batch_size, top_k)
             examples = data.tokenize(records[:SHOW], vocab, questions_only=True)
             for i, (record, ex, r) in enumerate(zip(records, examples, results)):
-                sym = record.get("idx_to_symbol") if has_graph(record) else None
-                if sym is not None:  # name the nodes each thought values most
-                    r["values"] = node_values(model, vocab, record, ex, r["n_thoughts"], cfg)
-                print_result(i + 1, r, sym, top_k)
+                if has_graph(record):  # name the nodes each thought values most
+                    sym = record["idx_to_symbol"]
+                    r["values"] = [{sym[v]: p for v, p in d.items()}
+                                   for d in node_values(model, vocab, record, ex, r["n_thoughts"], cfg)]
+                elif cfg["task"] == "prontoqa":  # the concepts it values most
+                    r["values"] = concept_values(model, vocab, record, ex, r["n_thoughts"], cfg)
+                print_result(i + 1, r, top_k)
             if len(results) > SHOW:
                 print(f"... and {len(results) - SHOW} more, not shown")
             correct, judged, mean_tokens = accuracy(results)

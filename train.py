@@ -218,8 +218,9 @@ model.to(device)
 try:
     train_set = data.tokenize(train_records, tok)
     val_set = data.tokenize(val_records, tok, questions_only=eval_only)
-except ValueError as e:  # a word outside the checkpoint's task vocabulary
-    raise SystemExit(f"error: {e}") from None
+except ValueError as e:  # a word outside the task vocabulary (the checkpoint's, or the train split's)
+    more = "" if ckpt else "; or generate more training examples (--n_train), so they cover the validation split's"
+    raise SystemExit(f"error: {e}{more}") from None
 if n_val > 0:
     val_records, val_set = val_records[:n_val], val_set[:n_val]
 layout_args = dict(c_thought=c_thought, max_latent_stage=max_latent_stage,

@@ -341,5 +341,51 @@ def test_values_analysis_on_arithmetic(tmp_path, monkeypatch, capsys):
         h1, h5, m = expected[int(k)]
         assert (int(step), int(n)) == (int(k), m)
         assert (float(t1), float(t5)) == pytest.approx((100 * h1 / m, 100 * h5 / m), abs=0.051)
-    with pytest.raises(SystemExit, match="ProsQA records with their graph"):  # not for arithmetic
+    with pytest.raises(SystemExit, match="reads a ProsQA question's graph; this model was trained on 'arith'"):
         script(monkeypatch, f"--out_dir={tmp_path}", "--analyze=frontier", "--device=cpu")
+
+
+def test_prontoqa_thoughts_are_named_by_concept(tmp_path, monkeypatch, capsys):
+    """On a ProntoQA model each thought is shown as the concepts it values most: the
+    probability of "<entity> is a <concept>" after it, recomputed here on the plain path;
+    ProsQA's analyses refuse with a message."""
+    records = tasks.generate_prontoqa(6, seed=4)
+    vocab = data.Vocab.from_records(records)
+    model = tiny_model(vocab, seed=2)
+    cfg = dict(CFG, task="prontoqa", max_latent_stage=6, data_dir=str(tmp_path))
+    with open(tmp_path / "prontoqa_test.json", "w") as f:
+        json.dump(records, f)
+    torch.save(dict(model=model.state_dict(), model_args=dict(vars(model.config)), config=cfg,
+                    vocab=vocab.gpt2_ids), tmp_path / "best.pt")
+    script(monkeypatch, f"--out_dir={tmp_path}", "--num_samples=0", "--max_new_tokens=8", "--device=cpu")
+    out = capsys.readouterr().out
+    blocks = re.split(r"^question \d+: ", out, flags=re.M)[1:]
+    assert len(blocks) == sample.SHOW
+    for record, block in zip(records, blocks):
+        entity = record["steps"][0].split()[0]  # "Fae is a lempus. ..."
+        concepts = set(re.findall(r"\b([a-z]+pus)(?:es)?\b", record["question"].lower()))
+        assert sample.pronto_concepts(record["question"]) == (entity, sorted(concepts))
+        assert len(concepts) == 14 and concepts <= set(tasks.PRONTO_CONCEPTS)  # the generator's 14
+        lines = re.findall(r"thought (\d+): (.*)", block)
+        assert [int(k) for k, _ in lines] == [1, 2, 3, 4, 5, 6]
+        for _, line in lines:
+            ranked = [item.rsplit(" ", 1) for item in line.split(", ")]
+            assert len(ranked) == 5 and {name for name, _ in ranked} <= concepts
+            values = [float(v) for _, v in ranked]
+            assert values == sorted(values, reverse=True) and 0 <= values[-1] <= values[0] <= 1
+    # the first question's values after 2 thoughts, one concept at a time on the plain path
+    record, ex = records[0], data.tokenize(records[:1], vocab, questions_only=True)[0]
+    values = sample.concept_values(model, vocab, record, ex, 2, cfg)[1]
+    entity, concepts = sample.pronto_concepts(record["question"])
+    prompt, _, at = data.layout(ex, vocab, "coconut", 7, 1, 6, True, n_latent=2, prompt_only=True)
+    for c in concepts:
+        head, name = prompt + vocab.encode(f"{entity} is"), vocab.encode(" " + tasks.with_article(c))
+        batch = data.collate([data.Row(head + name, [-100] * len(head + name), at)], vocab)
+        with torch.no_grad():
+            probs = F.softmax(model.lm_head(coconut.reference_forward(model, batch)), -1)[0]
+        direct = math.prod(probs[[len(head) + i - 1 for i in range(len(name))], name].tolist())
+        assert values[c] == pytest.approx(direct, rel=1e-4)
+    for analysis in ("frontier", "mixing"):
+        with pytest.raises(SystemExit, match="reads a ProsQA question's graph; this model was trained "
+                                             "on 'prontoqa' .*names the concepts"):
+            script(monkeypatch, f"--out_dir={tmp_path}", f"--analyze={analysis}", "--device=cpu")

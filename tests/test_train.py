@@ -245,6 +245,30 @@ def test_arith_end_to_end(tmp_path):
     assert json.loads(p.stdout.strip().splitlines()[-1])["n"] == 32  # TINY sets n_val=32
 
 
+def test_prontoqa_end_to_end(tmp_path):
+    """ProntoQA: generated on first use, trained through two stages (its ~300-token rows),
+    evaluated from the checkpoint by eval_only, and its thoughts named by sample.py."""
+    d, out = tmp_path / "prontoqa", tmp_path / "out"
+    train("--task=prontoqa", f"--data_dir={d}", f"--out_dir={out}", "--num_epochs=2", "--n_train=400",
+          "--batch_size=16", "--block_size=512", "--n_val=8", "--max_new_tokens=16")
+    assert json.loads((d / "meta.json").read_text()) == dict(task="prontoqa", n_train=400, seed=0)
+    sizes = [len(data.load_records(str(d / f"prontoqa_{s}.json"))) for s in ("train", "valid", "test")]
+    assert sizes == [400, 200, 800]  # the paper's 200 / 800 beside the train size asked for
+    log = read_log(str(out))
+    assert [r["stage"] for r in log] == [0, 1] and all(math.isfinite(r["val_loss"]) for r in log)
+    assert log[1]["train_loss"] < log[0]["train_loss"]
+    assert os.path.exists(out / "best.pt") and os.path.exists(out / "ckpt.pt")
+    p = train("--eval_only=True", f"--out_dir={out}", "--n_val=8")
+    assert "prontoqa_test.json" in p.stdout and "epoch 2, stage 1" in p.stdout
+    assert json.loads(p.stdout.strip().splitlines()[-1])["n"] == 8
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    s = subprocess.run([sys.executable, "sample.py", f"--out_dir={out}", "--max_new_tokens=8", "--device=cpu"],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert s.returncode == 0, s.stderr
+    assert "prontoqa, trained with 2 thought(s)" in s.stdout
+    assert re.search(r"thought 2: [a-z]+pus [\d.]+, ", s.stdout)  # named by concept
+
+
 @pytest.fixture(scope="module")
 def one_epoch(data_dir, tmp_path_factory):
     """A finished one-epoch run, for the tests below to copy and break."""
@@ -319,5 +343,9 @@ def test_data_errors_are_one_line(tmp_path, monkeypatch, capsys):
     long_steps = dict(good, steps=["Tom is a wumpus."] * 60)  # ~360 tokens of steps
     (d / "prosqa_valid.json").write_text(json.dumps([good, long_steps]))
     with pytest.raises(SystemExit, match=r"validation example 1 needs \d+ positions, more than the context block_size=256"):
+        train_here(monkeypatch, f"--data_dir={d}", f"--out_dir={tmp_path / 'o'}", "--batch_size=8")
+    # a task vocabulary holds the train split's tokens: a validation word outside it is named
+    (d / "prosqa_valid.json").write_text(json.dumps([good, dict(good, question="Tom is a zebra. Is Tom a wumpus?")]))
+    with pytest.raises(SystemExit, match=r"'zebra' not in this model's task vocabulary .*vocab='gpt2'.*--n_train"):
         train_here(monkeypatch, f"--data_dir={d}", f"--out_dir={tmp_path / 'o'}", "--batch_size=8")
     assert not os.path.exists(tmp_path / "o" / "log.jsonl")
