@@ -220,36 +220,40 @@ def pronto_rule(rng, x, y, prop=False, neg=False):
         return f"{x.capitalize()}es are {nt}{y if prop else y + 'es'}."
     return f"{rng.choice(['Every', 'Each'])} {x} is {nt}{y if prop else with_article(y)}."
 
-def prontoqa_example(rng):
-    """One record: E is a c5, c5 is a c4, ..., c1 is a root, each c_i also is an extra d_i; the query
-    asks about c1's property, and distractors (a tree b -> a, D with the opposite property) mislead."""
-    c = rng.sample(PRONTO_CONCEPTS, 14)
-    root, chain, extra, (a, b), D = c[0], c[1:6], c[6:11], c[11:13], c[13]  # chain = c1..c5
+def prontoqa_example(rng, hops=5):
+    """One record: E is a c_h, c_h is a c_h-1, ..., c1 is a root, each c_i also is an extra d_i; the
+    query asks about c1's property, and distractors (a tree b -> a, D with the opposite property)
+    mislead. hops=5 is the released data; fewer hops make shorter questions (4h + 3 rules)."""
+    if hops < 1:
+        raise ValueError(f"hops={hops}: need hops >= 1")
+    h = hops
+    c = rng.sample(PRONTO_CONCEPTS, 2 * h + 4)
+    root, chain, extra, (a, b), D = c[0], c[1:h + 1], c[h + 1:2 * h + 1], c[2 * h + 1:-1], c[-1]
     E = rng.choice(PRONTO_ENTITIES)
-    props = [rng.choice(f) for f in rng.sample(PROPERTY_FAMILIES, 11)]  # c1..c5, d1..d5, b
+    props = [rng.choice(f) for f in rng.sample(PROPERTY_FAMILIES, 2 * h + 1)]  # c1..ch, d1..dh, b
     # negation rates measured on the released data: c1 (the one asked about) is negated most
-    negs = ([rng.random() < 0.4715] + [rng.random() < 0.2766 for _ in range(4)]
-            + [rng.random() < 1 / 3 for _ in range(6)])
-    links = [pronto_rule(rng, x, y) for x, y in zip(chain, [root] + chain[:4])]  # c_i is a c_i-1
+    negs = ([rng.random() < 0.4715] + [rng.random() < 0.2766 for _ in range(h - 1)]
+            + [rng.random() < 1 / 3 for _ in range(h + 1)])
+    links = [pronto_rule(rng, x, y) for x, y in zip(chain, [root] + chain[:-1])]  # c_i is a c_i-1
     prop_rules = [pronto_rule(rng, x, p, True, n) for x, p, n in zip(chain + extra + [b], props, negs)]
     rules = (links + prop_rules + [pronto_rule(rng, x, y) for x, y in zip(chain, extra)]
              + [pronto_rule(rng, b, a), pronto_rule(rng, D, props[0], True, not negs[0])])
-    # the chain of thought reuses the exact rule strings: c5 -> c4 -> ... -> c1 -> c1's property
+    # the chain of thought reuses the exact rule strings: c_h -> ... -> c1 -> c1's property
     used = links[1:][::-1] + [prop_rules[0]]
     steps = [f"{E} is {with_article(x)}. {rule}" for x, rule in zip(chain[::-1], used)]
     conclusion = "not " if negs[0] else ""
     steps.append(f"{E} is {conclusion}{props[0]}.")
     rng.shuffle(rules)
-    facts = [f"{E} is {with_article(chain[4])}.", f"{E} is {with_article(b)}."]
+    facts = [f"{E} is {with_article(chain[-1])}.", f"{E} is {with_article(b)}."]
     rng.shuffle(facts)
     true = rng.random() < 0.5
     query = conclusion if true else ("" if negs[0] else "not ")
     question = " ".join(rules + facts) + f" True or false: {E} is {query}{props[0]}."
     return {"question": question, "steps": steps, "answer": "True" if true else "False"}
 
-def generate_prontoqa(n, seed=0, rng=None):
+def generate_prontoqa(n, seed=0, rng=None, **knobs):
     rng = random.Random(seed) if rng is None else rng
-    return [prontoqa_example(rng) for _ in range(n)]
+    return [prontoqa_example(rng, **knobs) for _ in range(n)]
 
 # -----------------------------------------------------------------------------
 # Chained arithmetic in GSM8k-Aug's format: "Max has 10 cards. Max gives away 1. Max doubles
@@ -516,6 +520,8 @@ if __name__ == "__main__":
             p.add_argument("--n_nodes", type=int, default=28, help="nodes before edgeless ones go")
             p.add_argument("--min_hops", type=int, default=3)
             p.add_argument("--max_hops", type=int, default=6)
+        if task == "prontoqa":
+            p.add_argument("--hops", type=int, default=5, help="chain length: hops + 1 steps")
         if task == "arith":
             p.add_argument("--min_steps", type=int, default=3)
             p.add_argument("--max_steps", type=int, default=4)

@@ -44,6 +44,7 @@ data_seed = 0
 n_nodes = 28  # ProsQA generator knobs (defaults reproduce the official data)
 min_hops = 3
 max_hops = 6
+hops = 5  # ProntoQA generator knob: the chain's length (5 is the released data; hops + 1 steps)
 min_steps = 3  # arith generator knobs: steps per question, values in 0..max_value, operators
 max_steps = 4
 max_value = 30
@@ -179,6 +180,7 @@ if ckpt is not None and eval_only:
 
 data_dir = data_dir or os.path.join("data", task)
 knobs = {"prosqa": dict(n_nodes=n_nodes, min_hops=min_hops, max_hops=max_hops),
+         "prontoqa": dict(hops=hops),
          "arith": dict(min_steps=min_steps, max_steps=max_steps, max_value=max_value, ops=ops)}.get(task, {})
 if master and not eval_only:
     tasks.ensure_splits(task, data_dir, n_train=None if n_train < 0 else n_train, seed=data_seed, **knobs)

@@ -113,14 +113,16 @@ def parse_rule(s):
     x, neg, art, y = re.fullmatch(r"(?:Every|Each) (\w+) is (not )?(an? )?(\w+)\.", s).groups()
     return x, y, bool(neg), art is not None
 
-def test_prontoqa_records_are_consistent():
-    records = tasks.generate_prontoqa(300, seed=0)
+@pytest.mark.parametrize("hops", [5, 3, 1])
+def test_prontoqa_records_are_consistent(hops):
+    records = tasks.generate_prontoqa(300, seed=0, hops=hops)
     assert {r["answer"] for r in records} == {"True", "False"}
     for r in records:
         body, query = r["question"].split(" True or false: ")
         sentences = [s + "." for s in body[:-1].split(". ")]
         rules, facts = sentences[:-2], sentences[-2:]
-        assert len(rules) == 23 and len(set(rules)) == 23
+        n_rules = 4 * hops + 3  # h links, 2h + 1 properties, h extras, b -> a, D's property
+        assert len(rules) == n_rules and len(set(rules)) == n_rules
         E = facts[0].split()[0]
         assert E in tasks.PRONTO_ENTITIES
         parsed = [parse_rule(s) for s in rules]
@@ -135,23 +137,26 @@ def test_prontoqa_records_are_consistent():
         qneg, P = query.startswith(f"{E} is not "), query.rsplit(" ", 1)[1][:-1]
         assert ((P, qneg) in derived) != ((P, not qneg) in derived)
         assert r["answer"] == ("True" if (P, qneg) in derived else "False")
-        # 6 steps: 5 "fact. rule." hops through stated rules, then the conclusion
-        assert len(r["steps"]) == 6
+        # hops + 1 steps: "fact. rule." hops through stated rules, then the conclusion
+        assert len(r["steps"]) == hops + 1
         assert r["steps"][0].startswith(facts[0][:-1] + ". ") or r["steps"][0].startswith(facts[1][:-1] + ". ")
         current = None
-        for i, step in enumerate(r["steps"][:5]):
+        for i, step in enumerate(r["steps"][:hops]):
             fact, rule = step.split(". ", 1)
             assert rule in rules  # verbatim
             x, y, neg, concept = parse_rule(rule)
             assert fact.startswith(f"{E} is a") and fact.rsplit(" ", 1)[1] == x
             assert current in (None, x)
-            assert concept == (i < 4)
+            assert concept == (i < hops - 1)
             current = y
-        assert r["steps"][5] == f"{E} is {'not ' if neg else ''}{current}." and current == P
+        assert r["steps"][hops] == f"{E} is {'not ' if neg else ''}{current}." and current == P
 
 def test_prontoqa_deterministic():
     assert tasks.generate_prontoqa(5, seed=0) == tasks.generate_prontoqa(5, seed=0)
     assert tasks.generate_prontoqa(5, seed=0) != tasks.generate_prontoqa(5, seed=1)
+    assert tasks.generate_prontoqa(5, seed=0, hops=3) == tasks.generate_prontoqa(5, seed=0, hops=3)
+    with pytest.raises(ValueError, match="hops=0"):
+        tasks.generate_prontoqa(1, hops=0)
 
 # -----------------------------------------------------------------------------
 # Splits and the CLI
@@ -204,6 +209,8 @@ def test_cli(tmp_path):
     assert len(data.load_records(str(tmp_path / "prosqa_train.json"))) == 8
     out = run("stats", str(tmp_path / "prosqa_valid.json"))
     assert "nodes" in out and "full sequence" in out
+    run("prontoqa", f"--out_dir={tmp_path}", "--n_train=4", "--n_valid=2", "--n_test=2", "--hops=2")
+    assert all(len(r["steps"]) == 3 for r in data.load_records(str(tmp_path / "prontoqa_train.json")))
 
 
 # -----------------------------------------------------------------------------

@@ -246,12 +246,13 @@ def test_arith_end_to_end(tmp_path):
 
 
 def test_prontoqa_end_to_end(tmp_path):
-    """ProntoQA: generated on first use, trained through two stages (its ~300-token rows),
-    evaluated from the checkpoint by eval_only, and its thoughts named by sample.py."""
+    """ProntoQA with shorter chains (--hops=2): generated on first use, trained through two
+    stages, evaluated from the checkpoint by eval_only, and its thoughts named by sample.py."""
     d, out = tmp_path / "prontoqa", tmp_path / "out"
-    train("--task=prontoqa", f"--data_dir={d}", f"--out_dir={out}", "--num_epochs=2", "--n_train=400",
-          "--batch_size=16", "--block_size=512", "--n_val=8", "--max_new_tokens=16")
-    assert json.loads((d / "meta.json").read_text()) == dict(task="prontoqa", n_train=400, seed=0)
+    train("--task=prontoqa", "--hops=2", f"--data_dir={d}", f"--out_dir={out}", "--num_epochs=2",
+          "--n_train=400", "--batch_size=16", "--block_size=256", "--n_val=8", "--max_new_tokens=16")
+    assert json.loads((d / "meta.json").read_text()) == dict(task="prontoqa", n_train=400, seed=0, hops=2)
+    assert all(len(r["steps"]) == 3 for r in data.load_records(str(d / "prontoqa_train.json")))
     sizes = [len(data.load_records(str(d / f"prontoqa_{s}.json"))) for s in ("train", "valid", "test")]
     assert sizes == [400, 200, 800]  # the paper's 200 / 800 beside the train size asked for
     log = read_log(str(out))
