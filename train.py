@@ -98,7 +98,7 @@ if method not in data.METHODS:
 check_ranges(config, least=dict(max_latent_stage=0, sort_chunk=0, epochs_per_stage=1, c_thought=1,
                                 num_epochs=1, batch_size=1, gradient_accumulation_steps=1, eval_batch_size=1,
                                 n_layer=1, n_head=1, n_embd=1, block_size=1, max_new_tokens=1, n_latent=-1,
-                                warmup_steps=0, n_nodes=4, min_hops=1, min_steps=1, max_value=3, seed=0),
+                                warmup_steps=0, n_nodes=4, min_hops=1, hops=1, min_steps=1, max_value=3, seed=0),
              within=dict(uniform_prob=(0.0, 1.0), dropout=(0.0, 0.999), learning_rate=(1e-12, 10.0),
                          min_lr=(0.0, 10.0), weight_decay=(0.0, 10.0), grad_clip=(0.0, 1e9)))
 if vocab not in ("task", "gpt2"):

@@ -132,6 +132,7 @@ def test_two_stages_lower_loss_and_resume_exactly(data_dir, tmp_path):
     (["--n_layer=0"], "n_layer=0 must be >= 1"),
     (["--learning_rate=1e999"], "learning_rate=inf must be in"),
     (["--max_new_tokens=0"], "max_new_tokens=0 must be >= 1"),
+    (["--task=prontoqa", "--hops=0"], "hops=0 must be >= 1"),
     (["--n_latent=300"], "positions, more than the context block_size=256"),  # 300 thoughts
     (["--init_from=/nonexistent/model.safetensors"], "init_from='/nonexistent/model.safetensors': no GPT-2 weights"),
 ])
