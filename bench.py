@@ -11,13 +11,14 @@ Random weights: this measures speed only. The last line printed is one JSON obje
 
     python bench.py                  # GPT-2 small, ProsQA lengths: ~5 minutes on 2 CPU cores
     python bench.py --quick=True     # tiny sizes: a few seconds
-    python bench.py --device=cuda    # bf16 autocast, MFU, CUDA-graph thought step: ~2 min on an H200
+    python bench.py --device=cuda    # bf16 autocast (the step in exact fp32 too), MFU, CUDA graphs
 """
 import json
 import os
 import random
 import sys
 import time
+from contextlib import contextmanager
 from statistics import median
 
 import torch
@@ -26,7 +27,8 @@ import coconut
 import common
 import data
 import speedups
-from configurator import configure
+import tasks
+from configurator import configure, defaults_of
 from model import GPT, GPTConfig, KVCache
 
 # -----------------------------------------------------------------------------
@@ -49,10 +51,11 @@ repeats = 5  # timed calls per measurement; the median is reported
 latent_iters = 50  # thoughts per timed call of the latent step
 peak_flops = 0.0  # the device's peak FLOP/s for MFU; 0: looked up by device name (GPUs only)
 mem_bandwidth = 0.0  # the device's memory bandwidth in bytes/s; 0: looked up by device name
+quickstart_steps = 10  # 4.: training steps per timed call, per stage, per config (0: skip it)
 seed = 0
 # -----------------------------------------------------------------------------
 QUICK = dict(n_layer=2, n_head=2, n_embd=64, question_len=48, question_spread=8, batch_size=2,
-             n_gen=2, max_new_tokens=8, repeats=2, latent_iters=5)
+             n_gen=2, max_new_tokens=8, repeats=2, latent_iters=5, quickstart_steps=2)
 config_keys = [k for k, v in globals().items() if not k.startswith("_") and isinstance(v, (int, float, bool, str))]
 defaults = {k: globals()[k] for k in config_keys}
 settings = configure(defaults, sys.argv[1:])
@@ -145,8 +148,8 @@ print(f"device {device_name}, {dtype}; model {model.num_params() / 1e6:.1f}M par
 optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01, fused=device_type == "cuda")
 
 
-def train_step(forward, batch):
-    with autocast:
+def train_step(forward, batch, precision=autocast):
+    with precision:
         loss = coconut.lm_loss(model, forward(model, batch), batch["labels"])
     loss.backward()
     optimizer.step()
@@ -174,6 +177,27 @@ t_cot, t_coconut = median(ts_cot), median(ts_coconut)
 ratios_vs_cot = [a / b for a, b in zip(ts_coconut, ts_cot)]
 [(ts_reference, _)] = timed(lambda: train_step(coconut.reference_forward, batch), **slow)
 t_reference = median(ts_reference)
+# on CUDA, the same step in the other precision: the paper's configs train in exact float32
+# (no TF32), and bfloat16 autocast is one flag away (on CPU the in-place gradients of speedups.py
+# are float32-only, and bfloat16 does not pay for the small models: docs/performance.md)
+other_dtype, t_other = None, None
+if device_type == "cuda":
+    other_dtype = "float32" if ptdtype != torch.float32 else "bfloat16"
+
+    @contextmanager
+    def other_precision():
+        if other_dtype == "bfloat16":
+            with torch.autocast(device_type, dtype=torch.bfloat16):
+                yield
+            return
+        tf32 = torch.backends.cuda.matmul.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = False  # exact float32 matmuls
+        try:
+            yield
+        finally:
+            torch.backends.cuda.matmul.allow_tf32 = tf32
+    [(ts_other, _)] = timed(lambda: train_step(coconut.latent_forward, batch, other_precision()))
+    t_other = median(ts_other)
 del optimizer
 
 # -----------------------------------------------------------------------------
@@ -198,7 +222,7 @@ def generate_recompute(prompt):
         x = torch.where(b["latent"][..., None], h.roll(1, dims=1), model.transformer.wte(b["idx"]))
         pos, out = b["pos"], []
         for _ in range(max_new_tokens):
-            tok = model.lm_head(h[:, -1:]).argmax(-1)  # (1, 1)
+            tok = model.logits(h[:, -1:]).argmax(-1)  # (1, 1)
             out.append(tok)
             if len(out) == max_new_tokens:
                 break
@@ -260,6 +284,66 @@ kv_bytes = sum(t[:, :, :start + 1].numel() * t.element_size() for t in cache.k +
 t_floor = None if bandwidth is None else (weight_bytes + kv_bytes) / bandwidth
 
 # -----------------------------------------------------------------------------
+# 4. the quick start (config/prosqa_cpu.py) against its previous config: the small model's
+# training step at every stage of the curriculum, the two configs timed in turns, and each one's
+# training time projected from them (its steps per epoch, its epochs; validation not counted:
+# docs/performance.md has both quick starts run side by side, whole)
+
+QUICKSTART_BEFORE = dict(tokenizer="task", n_train=28000)  # config/prosqa_cpu.py until 2026-12-04
+
+
+def quickstart_steps_timed(cfgs, n_steps):
+    """{name: {stage: (seconds a step, real tokens a step)}} for each config in cfgs, the
+    configs' steps timed in turns, on one sample of the quick start's data (float32, eager)."""
+    knobs = {k: cfgs["now"][k] for k in tasks.KNOBS["prosqa"]}
+    records = tasks.make_splits("prosqa", 32 * n_steps * 4, 0, 0, seed=seed, **knobs)[0]
+    runs = {}
+    for name, c in cfgs.items():
+        vocab = data.Vocab.from_records(records, c["tokenizer"])
+        torch.manual_seed(seed)
+        m = GPT(GPTConfig(block_size=c["block_size"], vocab_size=vocab.size, n_tokens=vocab.n_tokens,
+                          n_layer=c["n_layer"], n_head=c["n_head"], n_embd=c["n_embd"])).to(device)
+        speedups.enable(m, device_type, eager_float32=True)
+        opt = torch.optim.AdamW(m.parameters(), lr=c["learning_rate"])
+        order = data.batch_order([len(vocab.encode(r["question"])) for r in records], c["batch_size"],
+                                 random.Random(seed), c["sort_chunk"])
+        runs[name] = (m, opt, vocab, data.tokenize(records, vocab), order)
+    layout_args = {k: cfgs["now"][k] for k in ("c_thought", "max_latent_stage", "pad_latent_to_max")}
+    times = {name: {} for name in cfgs}
+    for stage in range(cfgs["now"]["max_latent_stage"] + 2):  # the last one: all steps replaced
+        calls = {}
+        for name, (m, opt, vocab, examples, order) in runs.items():
+            batches = [data.collate([data.layout(examples[i], vocab, "coconut", stage, **layout_args)
+                                     for i in rows], vocab, device) for rows in order[:n_steps]]
+
+            def call(m=m, opt=opt, batches=batches):
+                for b in batches:
+                    coconut.train_step(m, [b])
+                    opt.step()
+                    opt.zero_grad(set_to_none=True)
+            calls[name] = (call, sum(int(b["mask"].sum()) for b in batches) / n_steps)
+        timings = timed(*(fn for fn, _ in calls.values()))
+        for (name, (_, tokens)), (ts, _) in zip(calls.items(), timings):
+            times[name][stage] = (median(ts) / n_steps, tokens)
+    return times
+
+
+quickstart = None
+if quickstart_steps > 0:
+    train_defaults = defaults_of(os.path.join(os.path.dirname(os.path.abspath(__file__)), "train.py"))
+    now = configure(train_defaults, [os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                                  "config", "prosqa_cpu.py")])
+    cfgs = dict(before={**now, **QUICKSTART_BEFORE}, now=now)
+    times = quickstart_steps_timed(cfgs, quickstart_steps)
+    quickstart = {}
+    for name, c in cfgs.items():
+        stage_of = lambda epoch: min(epoch // c["epochs_per_stage"], c["max_latent_stage"] + 1)
+        steps = c["n_train"] // c["batch_size"]
+        quickstart[name] = dict(
+            tokens_per_s=sum(tok for _, tok in times[name].values()) / sum(t for t, _ in times[name].values()),
+            train_s=sum(steps * times[name][stage_of(e)][0] for e in range(c["num_epochs"])))
+
+# -----------------------------------------------------------------------------
 # report: a table, then every figure as one JSON object on the last line
 
 fmt = lambda x, spec: "-" if x is None else format(x, spec)
@@ -269,6 +353,9 @@ print(f"  {'':42} {'ms/step':>10} {'tokens/s':>10} {'MFU':>7}  {'vs coconut':>10
 for name, t in (("coconut: cached latent loop", t_coconut), ("CoT-equivalent: one forward, no thoughts", t_cot),
                 ("reference: recompute per thought", t_reference)):
     print(f"  {name:42} {t * 1e3:10.1f} {n_tokens / t:10.0f} {fmt(mfu(t), '7.1%')}  {t / t_coconut:9.2f}x")
+if t_other is not None:
+    print(f"  {'coconut in ' + other_dtype:42} {t_other * 1e3:10.1f} {n_tokens / t_other:10.0f} "
+          f"{'':7}  {t_other / t_coconut:9.2f}x")
 print(f"  coconut / CoT {median(ratios_vs_cot):.2f}x, the median of {len(ratios_vs_cot)} rounds "
       f"({', '.join(f'{x:.3f}' for x in ratios_vs_cot)}); speed-up over reference {t_reference / t_coconut:.1f}x")
 print(f"\ngeneration: {n_gen} questions ({gen_batch['idx'].size(1)}-column prompts), {n_thoughts} "
@@ -283,6 +370,16 @@ print(f"  {'compiled (reduce-overhead)':42} {fmt(t_thought_compiled and t_though
 print(f"  {'bandwidth floor':42} {fmt(t_floor and t_floor * 1e6, '10.1f'):>10} us "
       f"({(weight_bytes + kv_bytes) / 1e6:.0f} MB at {fmt(bandwidth and bandwidth / 1e12, '.2f')} TB/s)")
 
+if quickstart:
+    b, n = quickstart["before"], quickstart["now"]
+    print(f"\nquick start (config/prosqa_cpu.py, float32): the small model's training step at "
+          f"each stage, {quickstart_steps} steps a call; training time projected (no validation)")
+    print(f"  {'':42} {'tokens/s':>10} {'train s':>10}")
+    for name, q in (("previous config " + str(QUICKSTART_BEFORE), b), ("config/prosqa_cpu.py", n)):
+        print(f"  {name:42} {q['tokens_per_s']:10.0f} {q['train_s']:10.0f}")
+    print(f"  tokens/s {n['tokens_per_s'] / b['tokens_per_s']:.2f}x, training time "
+          f"{b['train_s'] / n['train_s']:.2f}x shorter")
+
 r = lambda x, n=4: None if x is None else float(f"{x:.{n}g}")  # 4 significant digits
 print(json.dumps(dict(
     device=device_name, dtype=dtype, load_avg=load(), n_params=model.num_params(), batch_size=B, seq_len=T,
@@ -291,9 +388,15 @@ print(json.dumps(dict(
     train_tokens_per_s=r(n_tokens / t_coconut), train_tokens_per_s_cot=r(n_tokens / t_cot),
     train_step_ratio_vs_cot=r(median(ratios_vs_cot)), train_step_ratio_rounds=[r(x) for x in ratios_vs_cot],
     train_speedup_vs_reference=r(t_reference / t_coconut),
+    train_other_dtype=other_dtype, train_ms_coconut_other_dtype=r(t_other and t_other * 1e3),
     mfu=r(mfu(t_coconut)), mfu_cot=r(mfu(t_cot)),
     gen_questions_per_s=r(n_gen / t_gen), gen_recompute_questions_per_s=r(n_gen / t_recompute),
     generate_speedup_vs_recompute=r(t_recompute / t_gen), gen_same_tokens=same_tokens,
     latent_step_us=r(t_thought * 1e6), latent_step_us_compiled=r(t_thought_compiled and t_thought_compiled * 1e6),
     latent_step_floor_us=r(t_floor and t_floor * 1e6),
+    quickstart_tokens_per_s=quickstart and r(quickstart["now"]["tokens_per_s"]),
+    quickstart_tokens_per_s_before=quickstart and r(quickstart["before"]["tokens_per_s"]),
+    quickstart_train_s=quickstart and r(quickstart["now"]["train_s"]),
+    quickstart_train_s_before=quickstart and r(quickstart["before"]["train_s"]),
+    quickstart_train_time_ratio=quickstart and r(quickstart["before"]["train_s"] / quickstart["now"]["train_s"]),
 )))

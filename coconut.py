@@ -59,7 +59,7 @@ def lm_loss(model, h, labels, n_labels=None):
     over this batch's labels, or the sum divided by n_labels (a larger batch's count)."""
     h, y = h[:, :-1], labels[:, 1:]  # hidden state t predicts token t+1
     keep = y != -100
-    logits = model.lm_head(h[keep])  # (N, V), never (B, T, V)
+    logits = model.logits(h[keep])  # (N, V), never (B, T, V)
     if n_labels is None:
         return F.cross_entropy(logits.float(), y[keep])
     return F.cross_entropy(logits.float(), y[keep], reduction="sum") / n_labels
@@ -110,7 +110,7 @@ def generate(model, batch, max_new_tokens, eos_id, return_thoughts=False):
     done = torch.zeros(B, 1, dtype=torch.bool, device=idx.device)
     out = []
     for _ in range(max_new_tokens):
-        tok = model.lm_head(h).argmax(-1)  # (B, 1)
+        tok = model.logits(h).argmax(-1)  # (B, 1)
         tok = tok.masked_fill(done, eos_id)
         out.append(tok)
         done |= tok == eos_id

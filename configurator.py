@@ -14,9 +14,10 @@ import difflib
 import types
 
 
-def configure(settings, argv):
-    """Return a copy of `settings` with config files and flags from argv applied."""
-    settings = dict(settings)
+def configure(settings, argv, aliases=None):
+    """Return a copy of `settings` with config files and flags from argv applied. `aliases`
+    maps an old name users may still type to the setting's name."""
+    settings, aliases = dict(settings), aliases or {}
     i = 0
     while i < len(argv):
         arg = argv[i]
@@ -32,6 +33,7 @@ def configure(settings, argv):
                 raise SystemExit(f"config file {arg!r} not found (configs live in config/)") from None
             for key, value in scope.items():
                 if not key.startswith("_") and not isinstance(value, types.ModuleType):
+                    key = aliases.get(key, key)
                     settings[key] = _checked(settings, key, value, arg)
             i += 1
             continue
@@ -43,6 +45,7 @@ def configure(settings, argv):
                 raise SystemExit(f"flag {arg} has no value; write {arg}=VALUE")
             key, raw = arg[2:], argv[i + 1]
             i += 2
+        key = aliases.get(key, key)
         try:
             value = ast.literal_eval(raw)
         except (ValueError, SyntaxError):
@@ -51,6 +54,20 @@ def configure(settings, argv):
             value = raw  # a str setting takes the text as written: --out_dir=1e-3 stays '1e-3'
         settings[key] = _checked(settings, key, value, f"--{key}")
     return settings
+
+
+def defaults_of(script):
+    """A script's module-level settings (those before `config_keys`), read from its source
+    without running it: for tools and tests that need train.py's defaults."""
+    with open(script) as f:
+        tree = ast.parse(f.read())
+    defaults = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
+            if node.targets[0].id == "config_keys":
+                break
+            defaults[node.targets[0].id] = ast.literal_eval(node.value)
+    return defaults
 
 
 def check_ranges(settings, least=(), within=()):

@@ -1,6 +1,6 @@
 """
-Data for Coconut: the stage-k curriculum layout and the collator, the GPT-2 tokenizer and a
-task vocabulary, and a loader for the official {question, steps, answer} JSON files.
+Data for Coconut: the stage-k curriculum layout and the collator, GPT-2's tokenizer, and the
+vocabulary a model reads (GPT-2's, or only the tokens or words of its training split).
 
 At stage k of the curriculum, the first k language steps of an example's chain of thought are
 replaced by k*c continuous thoughts (c = c_thought), marked by <bot> and <eot>:
@@ -12,12 +12,13 @@ replaced by k*c continuous thoughts (c = c_thought), marked by <bot> and <eot>:
 
 Each [h] is a <latent> placeholder whose input embedding coconut.py replaces by the previous
 position's last hidden state. Labels cover only what follows <eot>: the thoughts are never
-supervised, the language after them is. The synthetic tasks that make such files are in tasks.py.
+supervised, the language after them is. The data files (the official {question, steps, answer}
+JSON, the synthetic tasks that make them) are tasks.py's.
 
     python -c "import data; print(data.stage_plan(3, 'coconut', 2, 1, 3, True))"
 """
-import json
 import os
+import re
 from typing import NamedTuple
 
 import tiktoken
@@ -93,6 +94,20 @@ def layout(ex, vocab, method, stage, c_thought=1, max_latent_stage=6, pad_latent
     return Row(prefix + rest, [-100] * len(prefix) + rest, len(ex["question"]) + plan.marked)
 
 
+def prompt(ex, vocab, cfg, n_latent=None):
+    """What a trained model answers from: its last stage's layout up to the thoughts' end,
+    cfg being the train.py settings it was trained with (n_latent None: as many as trained)."""
+    K = cfg["max_latent_stage"]
+    return layout(ex, vocab, cfg["method"], K + 1, cfg["c_thought"], K, cfg["pad_latent_to_max"],
+                  n_latent=n_latent, prompt_only=True)
+
+
+def trained_thoughts(cfg):
+    """Thoughts (or <pause> slots) a model saw at its last stage: K*c, or 0 for CoT."""
+    K = cfg["max_latent_stage"]
+    return stage_plan(0, cfg["method"], K + 1, cfg["c_thought"], K, True).n_latent
+
+
 def collate(rows, vocab, device="cpu"):
     """Batch Rows so that every row's thoughts sit in the same columns.
 
@@ -144,7 +159,6 @@ def batch_order(lengths, per_step, rng, sort_chunk=0):
 EOS, BOT, EOT, LATENT, PAUSE = 50256, 50257, 50258, 50259, 50260
 SPECIAL_TOKENS = {"<|endoftext|>": EOS, "<|start-latent|>": BOT, "<|end-latent|>": EOT,
                   "<|latent|>": LATENT, "<|pause|>": PAUSE}
-GPT2_VOCAB_SIZE = 50304  # 50261 ids padded up to a multiple of 64 (faster matmuls)
 
 _enc = None
 
@@ -169,58 +183,90 @@ def decode(ids):
     return tokenizer().decode(list(ids))
 
 # -----------------------------------------------------------------------------
-# Task vocabulary: a model trained from scratch on ProsQA needs ~100 of GPT-2's 50,257 ids.
-# Text still goes through GPT-2's BPE; the vocabulary maps GPT-2 ids to model ids and back.
+# The vocabulary a model reads: GPT-2's BPE (pretrained weights need it), or, for a model trained
+# from scratch, only the tokens its training split uses: GPT-2's BPE ids ('task'), or whole words
+# ('words': " wumpus" is one id where GPT-2's BPE has " w", "ump", "us": ~63% of the tokens).
+
+WORD = re.compile(r" ?[^\W\d_]+| ?\d+| ?[^\w\s]+| ?_+|\s+(?!\S)|\s+")  # every character, once
+TOKENIZERS = ("gpt2", "task", "words")
+
 
 class Vocab:
-    """Model ids <-> GPT-2 ids: 'gpt2' is the identity over GPT-2's table, a task vocabulary
-    keeps only the GPT-2 ids (and special tokens) that a training split uses."""
+    """Model ids <-> text. `tokens` is what a checkpoint stores: None for GPT-2's whole table
+    (model ids are GPT-2 ids), the GPT-2 ids a split uses ('task'), or its words ('words').
+    The markers and <pause> are always in, and the table is padded to a multiple of 64."""
 
-    def __init__(self, gpt2_ids=None):
-        self.gpt2_ids = None if gpt2_ids is None else sorted(set(gpt2_ids) | set(SPECIAL_TOKENS.values()))
-        self.index = None if gpt2_ids is None else {g: i for i, g in enumerate(self.gpt2_ids)}
-        n = GPT2_VOCAB_SIZE if gpt2_ids is None else len(self.gpt2_ids)
-        self.size = -(-n // 64) * 64  # embedding rows, padded to a multiple of 64
+    def __init__(self, tokens=None):
+        self.kind = "gpt2" if tokens is None else "words" if isinstance(next(iter(tokens)), str) else "task"
+        specials = SPECIAL_TOKENS if self.kind == "words" else SPECIAL_TOKENS.values()
+        self.tokens = None if tokens is None else sorted(set(tokens) | set(specials))
+        self.index = None if tokens is None else {t: i for i, t in enumerate(self.tokens)}
+        self.n_tokens = PAUSE + 1 if tokens is None else len(self.tokens)  # ids that are tokens
+        self.size = -(-self.n_tokens // 64) * 64  # embedding rows, padded to a multiple of 64
         self.eos, self.bot, self.eot, self.latent, self.pause = (
-            self.id(t) for t in (EOS, BOT, EOT, LATENT, PAUSE))
+            self.id(name) for name in SPECIAL_TOKENS)
 
     @classmethod
-    def from_records(cls, records):
-        ids = set()
-        for r in records:
-            for text in [r["question"] + "\n", "### " + r["answer"], *(s + "\n" for s in r["steps"])]:
-                ids.update(encode(text))
-        return cls(ids)
+    def from_records(cls, records, kind="task"):
+        """The vocabulary of a training split (for 'gpt2': GPT-2's whole table)."""
+        if kind == "gpt2":
+            return cls()
+        split = WORD.findall if kind == "words" else encode
+        return cls({t for r in records for text in texts_of(r) for t in split(text)})
 
-    def id(self, gpt2_id):
-        return gpt2_id if self.index is None else self.index[gpt2_id]
+    def id(self, name):
+        """The model id of a special token, by name ("<|endoftext|>", ...)."""
+        if self.kind == "words":
+            return self.index[name]
+        return SPECIAL_TOKENS[name] if self.index is None else self.index[SPECIAL_TOKENS[name]]
 
     def encode(self, text):
-        ids = encode(text)
+        pieces = WORD.findall(text) if self.kind == "words" else encode(text)
         if self.index is None:
-            return ids
-        unknown = [i for i, t in enumerate(ids) if t not in self.index]
+            return pieces
+        unknown = [i for i, t in enumerate(pieces) if t not in self.index]
         if unknown:
-            _, offsets = tokenizer().decode_with_offsets(ids)
-            words = []  # the whole words around the unknown tokens, for the message
-            for i in unknown:
-                lo = offsets[i]
-                while lo < len(text) - 1 and text[lo].isspace():
-                    lo += 1  # a token such as " zebra" starts at its space
-                hi = lo
-                while lo > 0 and not text[lo - 1].isspace():
-                    lo -= 1
-                while hi < len(text) and not text[hi].isspace():
-                    hi += 1
-                words.append(text[lo:hi].strip(".,;:!?") or repr(decode([ids[i]])))
-            words = sorted(set(words))
-            raise ValueError(f"{', '.join(map(repr, words))} not in this model's task vocabulary "
-                             f"({len(self.gpt2_ids)} GPT-2 tokens of its training data): use "
-                             "that data's words, or train with vocab='gpt2'")
-        return [self.index[t] for t in ids]
+            words = sorted({quote(w) for w in words_at(text, pieces, unknown, self.kind)})
+            more = f" and {len(words) - 5} more" if len(words) > 5 else ""
+            raise ValueError(f"{', '.join(words[:5])}{more} not in this model's {self.kind} vocabulary "
+                             f"({len(self.tokens)} tokens of its training data): use that data's "
+                             "words, or train with tokenizer='gpt2'")
+        return [self.index[t] for t in pieces]
 
     def decode(self, ids):
-        return decode(ids if self.index is None else [self.gpt2_ids[i] for i in ids if i < len(self.gpt2_ids)])
+        if self.index is None:
+            return decode(ids)
+        known = [self.tokens[i] for i in ids if i < len(self.tokens)]
+        return "".join(known) if self.kind == "words" else decode(known)
+
+
+def texts_of(record):
+    """The texts of a record as tokenize() encodes them."""
+    return [record["question"] + "\n", "### " + record["answer"], *(s + "\n" for s in record["steps"])]
+
+
+def words_at(text, pieces, at, kind):
+    """The whole words of `text` that hold pieces[i] for i in `at` (for error messages)."""
+    if kind == "words":
+        return [pieces[i].strip() or repr(pieces[i]) for i in at]
+    _, offsets = tokenizer().decode_with_offsets(pieces)
+    words = []
+    for i in at:
+        lo = offsets[i]
+        while lo < len(text) - 1 and text[lo].isspace():
+            lo += 1  # a token such as " zebra" starts at its space
+        hi = lo
+        while lo > 0 and not text[lo - 1].isspace():
+            lo -= 1
+        while hi < len(text) and not text[hi].isspace():
+            hi += 1
+        words.append(text[lo:hi].strip(".,;:!?") or repr(decode([pieces[i]])))
+    return words
+
+
+def quote(text, n=40):
+    """repr(text), cut to about n characters: an error message stays one readable line."""
+    return repr(text) if len(text) <= n else repr(text[:n]) + f"... ({len(text)} characters)"
 
 
 def tokenize(records, vocab, questions_only=False):
@@ -233,51 +279,6 @@ def tokenize(records, vocab, questions_only=False):
     return [dict(question=vocab.encode(r["question"] + "\n"),
                  steps=[vocab.encode(s + "\n") for s in r["steps"]],
                  answer=vocab.encode("### " + r["answer"]) + [vocab.eos]) for r in records]
-
-
-# -----------------------------------------------------------------------------
-# The official data format
-
-def load_records(path):
-    """A JSON list of {question: str, steps: [str], answer: str} objects (extra fields kept)."""
-    fmt = "expected a JSON list of {question, steps, answer} objects (the official Coconut format)"
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{path}: no such file; generate one with `python tasks.py prosqa` "
-                                "(or prontoqa) or pass the path to an official data file")
-    if os.path.isdir(path):
-        raise ValueError(f"{path} is a folder; {fmt}")
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except UnicodeDecodeError as e:
-        raise ValueError(f"{path}: not UTF-8 text (byte {e.start}); {fmt}") from None
-    if not text.strip():
-        raise ValueError(f"{path}: the file is empty; {fmt}")
-    try:
-        records = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: invalid JSON at line {e.lineno} col {e.colno}: {e.msg}") from None
-    except RecursionError:
-        raise ValueError(f"{path}: JSON nested too deeply; {fmt}") from None
-    if not isinstance(records, list):
-        raise ValueError(f"{path}: top level is a JSON {type(records).__name__}; {fmt}")
-    if not records:
-        raise ValueError(f"{path}: the list is empty; {fmt}")
-    for i, r in enumerate(records):
-        where = f"{path}: record {i}"
-        if not isinstance(r, dict):
-            raise ValueError(f"{where} is a {type(r).__name__}; {fmt}")
-        for field, kind in (("question", str), ("steps", list), ("answer", str)):
-            if field not in r:
-                raise ValueError(f"{where} has no field '{field}'; {fmt}")
-            if not isinstance(r[field], kind):
-                raise ValueError(f"{where}: field '{field}' must be a {kind.__name__}, "
-                                 f"got {type(r[field]).__name__}")
-        bad = [j for j, s in enumerate(r["steps"]) if not isinstance(s, str)]
-        if bad:
-            raise ValueError(f"{where}: field 'steps' must be a list of strings, "
-                             f"steps[{bad[0]}] is a {type(r['steps'][bad[0]]).__name__}")
-    return records
 
 
 # -----------------------------------------------------------------------------

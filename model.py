@@ -6,6 +6,7 @@ Two differences from nanoGPT's model.py, both needed by Coconut:
   explicit position ids and a padding mask, and returns the final hidden states (after ln_f);
   logits are a separate call (lm_head), so training pays for them only where there are labels.
 - a KVCache that owns the keys, values and padding mask of every position seen so far.
+And logits() never scores the rows that only pad the embedding table to a multiple of 64.
 
     python -c "from model import GPT, GPTConfig; print(GPT(GPTConfig()).num_params())"
 
@@ -23,6 +24,7 @@ import torch.nn.functional as F
 class GPTConfig:
     block_size: int = 1024    # longest sequence (number of learned position embeddings)
     vocab_size: int = 50304   # GPT-2's 50257 ids + Coconut's 4, padded to a multiple of 64
+    n_tokens: int = 0         # ids that are tokens; the rows after them only pad (0: every row)
     n_layer: int = 12
     n_head: int = 12
     n_embd: int = 768
@@ -178,6 +180,16 @@ class GPT(nn.Module):
                 nn.init.zeros_(module.bias)
         elif isinstance(module, nn.Embedding):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    def logits(self, h):
+        """Next-token logits (..., vocab_size) of final hidden states h (..., C). Rows past
+        n_tokens only pad the table, and get -inf: GPT-2's real logits sit around -50 to -100
+        (its final hidden state has a large shared component), so an untrained padding row,
+        scoring near 0, would otherwise win every argmax and take the softmax's mass."""
+        logits = self.lm_head(h)
+        if 0 < self.config.n_tokens < logits.size(-1):
+            logits[..., self.config.n_tokens:] = float("-inf")  # the matmul's output: safe in place
+        return logits
 
     def num_params(self):
         return sum(p.numel() for p in self.parameters()) - self.transformer.wpe.weight.numel()

@@ -1,8 +1,9 @@
 """
-The synthetic tasks, written in the official {question, steps, answer} format: ProsQA and
-ProntoQA generators fitted to the released data, chained arithmetic in GSM8k-Aug's format,
-the train/valid/test splits that train.py generates on first use, a converter for the real
-GSM8k-Aug, and statistics to compare any file with the released data.
+The data files: a checked loader for the official {question, steps, answer} JSON and the
+synthetic tasks written in it (ProsQA and ProntoQA generators fitted to the released data,
+chained arithmetic in GSM8k-Aug's format), the train/valid/test splits that train.py generates
+on first use, a converter for the real GSM8k-Aug, statistics to compare any file with the
+released data, and atomic_write, which every file this project writes goes through.
 
     python tasks.py prosqa                      # writes data/prosqa/prosqa_{train,valid,test}.json
     python tasks.py prontoqa --n_train=1000     # writes data/prontoqa/...
@@ -17,8 +18,82 @@ import random
 import re
 import tempfile
 import time
+from contextlib import contextmanager
 
-from data import encode, load_records
+from data import encode
+
+
+# -----------------------------------------------------------------------------
+# Files: the official data format, where a task's splits live, and writing without half files
+
+def task_dir(task, data_dir=""):
+    """Where a task's splits live: data_dir, by default data/{task}."""
+    return data_dir or os.path.join("data", task)
+
+
+def split_path(task, data_dir, split):
+    """task_dir/{task}_{split}.json."""
+    return os.path.join(task_dir(task, data_dir), f"{task}_{split}.json")
+
+
+@contextmanager
+def atomic_write(path, mode="w"):
+    """An open file whose contents replace `path` only once all of it is written: a temporary
+    file beside it, renamed over it at the end. On any failure (a full disk, a killed run) the
+    temporary file is removed and `path` keeps what it held."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=os.path.basename(path) + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode) as f:
+            yield f
+        os.chmod(tmp, 0o644)  # as an ordinary new file (mkstemp makes it private)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def load_records(path):
+    """A JSON list of {question: str, steps: [str], answer: str} objects (extra fields kept)."""
+    fmt = "expected a JSON list of {question, steps, answer} objects (the official Coconut format)"
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: no such file; generate one with `python tasks.py prosqa` "
+                                "(or prontoqa) or pass the path to an official data file")
+    if os.path.isdir(path):
+        raise ValueError(f"{path} is a folder; {fmt}")
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text (byte {e.start}); {fmt}") from None
+    if not text.strip():
+        raise ValueError(f"{path}: the file is empty; {fmt}")
+    try:
+        records = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: invalid JSON at line {e.lineno} col {e.colno}: {e.msg}") from None
+    except RecursionError:
+        raise ValueError(f"{path}: JSON nested too deeply; {fmt}") from None
+    if not isinstance(records, list):
+        raise ValueError(f"{path}: top level is a JSON {type(records).__name__}; {fmt}")
+    if not records:
+        raise ValueError(f"{path}: the list is empty; {fmt}")
+    for i, r in enumerate(records):
+        where = f"{path}: record {i}"
+        if not isinstance(r, dict):
+            raise ValueError(f"{where} is a {type(r).__name__}; {fmt}")
+        for field, kind in (("question", str), ("steps", list), ("answer", str)):
+            if field not in r:
+                raise ValueError(f"{where} has no field '{field}'; {fmt}")
+            if not isinstance(r[field], kind):
+                raise ValueError(f"{where}: field '{field}' must be a {kind.__name__}, "
+                                 f"got {type(r[field]).__name__}")
+        bad = [j for j, s in enumerate(r["steps"]) if not isinstance(s, str)]
+        if bad:
+            raise ValueError(f"{where}: field 'steps' must be a list of strings, "
+                             f"steps[{bad[0]}] is a {type(r['steps'][bad[0]]).__name__}")
+    return records
 
 
 # -----------------------------------------------------------------------------
@@ -343,10 +418,8 @@ def convert_gsm8k(src, dst):
     paths = []
     for split, records in converted.items():
         paths.append(os.path.join(dst, f"gsm8k_{split}.json"))
-        fd, tmp = tempfile.mkstemp(dir=dst, suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
+        with atomic_write(paths[-1]) as f:
             json.dump(records, f)
-        os.replace(tmp, paths[-1])
     return paths
 
 
@@ -356,6 +429,8 @@ def convert_gsm8k(src, dst):
 SPLIT_SIZES = {"prosqa": (17886, 300, 500), "prontoqa": (9000, 200, 800),  # the paper's
                "arith": (20000, 300, 500)}
 EXAMPLE_FNS = {"prosqa": prosqa_example, "prontoqa": prontoqa_example, "arith": arith_example}
+KNOBS = {"prosqa": ("n_nodes", "min_hops", "max_hops"), "prontoqa": ("hops",),  # train.py's names
+         "arith": ("min_steps", "max_steps", "max_value", "ops")}
 
 def make_splits(task, n_train, n_valid, n_test, seed=0, **knobs):
     """(train, valid, test) from one rng; a repeated question is skipped, so no split leaks."""
@@ -375,25 +450,26 @@ def make_splits(task, n_train, n_valid, n_test, seed=0, **knobs):
         repeats = 0
     return records[:n_train], records[n_train:n_train + n_valid], records[n_train + n_valid:]
 
+def meta_of(task, n_train=None, n_valid=None, n_test=None, seed=0, **knobs):
+    """What meta.json records of generated splits: how to make them again."""
+    sizes = {k: v for k, v in dict(n_valid=n_valid, n_test=n_test).items() if v is not None}
+    return dict(task=task, n_train=n_train, seed=seed, **knobs, **sizes)
+
+
 def write_splits(task, out_dir, n_train=None, n_valid=None, n_test=None, seed=0, **knobs):
-    """Write out_dir/{task}_{train,valid,test}.json; returns the three paths."""
+    """Write out_dir/{task}_{train,valid,test}.json, then meta.json (how they were made, so
+    train.py can tell them from other data); returns the three paths."""
     if task not in SPLIT_SIZES:
         raise ValueError(f"unknown task {task!r}, expected one of {sorted(SPLIT_SIZES)}")
     sizes = [d if n is None else n for n, d in zip((n_train, n_valid, n_test), SPLIT_SIZES[task])]
     os.makedirs(out_dir, exist_ok=True)
     paths = []
     for name, records in zip(("train", "valid", "test"), make_splits(task, *sizes, seed=seed, **knobs)):
-        path = os.path.join(out_dir, f"{task}_{name}.json")
-        # write next to the target, then rename: a reader never sees a half-written file
-        fd, tmp = tempfile.mkstemp(dir=out_dir, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(records, f)
-            os.replace(tmp, path)
-        except BaseException:  # a full disk, a kill: no half-written file stays behind
-            os.remove(tmp)
-            raise
-        paths.append(path)
+        paths.append(os.path.join(out_dir, f"{task}_{name}.json"))
+        with atomic_write(paths[-1]) as f:  # a reader never sees a half-written file
+            json.dump(records, f)
+    with atomic_write(os.path.join(out_dir, "meta.json")) as f:  # last: the splits are complete
+        json.dump(meta_of(task, n_train, n_valid, n_test, seed, **knobs), f)
     return paths
 
 
@@ -402,12 +478,20 @@ def ensure_splits(task, out_dir, n_train=None, seed=0, **knobs):
     Files without our meta.json are the user's: used as they are, never regenerated."""
     paths = [os.path.join(out_dir, f"{task}_{split}.json") for split in ("train", "valid", "test")]
     meta_path = os.path.join(out_dir, "meta.json")
-    meta = dict(task=task, n_train=n_train, seed=seed, **knobs)
+    meta = meta_of(task, n_train, seed=seed, **knobs)
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise SystemExit(f"data_dir={out_dir!r} is a file, not a folder")
     present = [p for p in paths if os.path.exists(p)]
     if present and not os.path.exists(meta_path):  # the user's own files: never regenerated
         if len(present) == len(paths):
+            try:
+                have = len(load_records(paths[0]))
+            except ValueError:  # a malformed file: train.py's loader names the record and field
+                have = n_train
+            if n_train is not None and have != n_train:
+                raise SystemExit(f"{out_dir} holds data of your own (no meta.json) with {have} training "
+                                 f"examples, not n_train={n_train}: drop --n_train to train on them, or "
+                                 "point data_dir to an empty folder to generate the data asked for")
             return paths
         missing = sorted(set(paths) - set(present))
         raise SystemExit(f"{out_dir} holds {', '.join(map(os.path.basename, present))} but not "
@@ -429,12 +513,7 @@ def ensure_splits(task, out_dir, n_train=None, seed=0, **knobs):
         raise SystemExit(f"no data for task {task!r}: put {', '.join(paths)} in place (JSON lists "
                          f"of {{question, steps, answer}}).{hint}")
     print(f"generating {task} data into {out_dir} ({meta})")
-    write_splits(task, out_dir, n_train=n_train, seed=seed, **knobs)
-    fd, tmp = tempfile.mkstemp(dir=out_dir, suffix=".tmp")  # written last: the splits are complete
-    with os.fdopen(fd, "w") as f:
-        json.dump(meta, f)
-    os.replace(tmp, meta_path)  # atomic, so runs started together may race
-    return paths
+    return write_splits(task, out_dir, n_train=n_train, seed=seed, **knobs)
 
 
 # -----------------------------------------------------------------------------
@@ -512,7 +591,7 @@ if __name__ == "__main__":
     for task in ("prosqa", "prontoqa", "arith"):
         p = sub.add_parser(task, help=f"write {task}_{{train,valid,test}}.json, "
                                       f"by default the paper's sizes {SPLIT_SIZES[task]}")
-        p.add_argument("--out_dir", default=os.path.join("data", task))
+        p.add_argument("--out_dir", default=task_dir(task))
         for split in ("train", "valid", "test"):
             p.add_argument(f"--n_{split}", type=int, default=None)
         p.add_argument("--seed", type=int, default=0)
@@ -531,7 +610,7 @@ if __name__ == "__main__":
     p.add_argument("file")
     p = sub.add_parser("gsm8k", help="convert iCoT's GSM8k-Aug text files into the official JSON")
     p.add_argument("src", help="the folder with train.txt, valid.txt, test.txt")
-    p.add_argument("--out_dir", default=os.path.join("data", "gsm8k"))
+    p.add_argument("--out_dir", default=task_dir("gsm8k"))
     args = vars(parser.parse_args())
     cmd = args.pop("cmd")
     if cmd == "stats":

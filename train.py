@@ -12,7 +12,6 @@ import math
 import os
 import random
 import sys
-import tempfile
 import time
 
 import torch
@@ -25,14 +24,16 @@ import data
 import speedups
 import tasks
 import weights
-from configurator import check_ranges, configure
+from configurator import configure
 from model import GPT, GPTConfig
 
 # -----------------------------------------------------------------------------
 # default config values: the paper's ProsQA recipe with a small model from scratch
 # I/O
 out_dir = "out"
-init_from = "scratch"  # 'scratch', 'resume' (from out_dir), 'gpt2'..'gpt2-xl', or a file path
+init_from = "scratch"  # 'scratch', 'resume' (from out_dir), 'gpt2'..'gpt2-xl', a model.safetensors, or another run's .pt
+start_epoch = 0  # first epoch to train, stage and learning rate as if the ones before had run: from
+# a CoT run's .pt, start_epoch=epochs_per_stage skips the stage 0 it has (the official `resume`)
 eval_only = False  # evaluate init_from (default: out_dir's best checkpoint) and exit
 val_data = ""  # eval_only: a file in the official {question, steps, answer} format
 n_latent = -1  # eval_only: number of thoughts at inference; -1 means the trained number
@@ -49,7 +50,8 @@ min_steps = 3  # arith generator knobs: steps per question, values in 0..max_val
 max_steps = 4
 max_value = 30
 ops = "+-*/"
-vocab = "task"  # 'task': only the GPT-2 tokens the train split uses; 'gpt2': all 50,257
+tokenizer = "task"  # 'gpt2': GPT-2's BPE, all 50,257 ids; 'task': only the ids of the train split;
+# 'words': whole words of the train split (from scratch only: " wumpus" is one id, not three)
 # model (init_from='scratch')
 n_layer = 2
 n_head = 4
@@ -63,7 +65,7 @@ max_latent_stage = 6  # K: stages 1..K replace one more step each; later stages 
 epochs_per_stage = 5
 pad_latent_to_max = True  # examples with fewer steps than the stage still get min(stage, K)*c
 uniform_prob = 0.0  # chance that an example uses a random stage in 0..len(steps)
-reset_optimizer = True  # a fresh AdamW at every stage change
+reset_optimizer = "epoch"  # a fresh AdamW every 'epoch' (the official run.py), every 'stage', or 'never'
 sort_chunk = 0  # sort each run of this many batches by question length: less padding (0: off)
 num_epochs = 50
 # optimizer
@@ -87,42 +89,20 @@ seed = 0
 overwrite = False  # start over in an out_dir that holds a run (its checkpoints and log are deleted)
 # -----------------------------------------------------------------------------
 config_keys = [k for k, v in globals().items() if not k.startswith("_") and isinstance(v, (int, float, bool, str))]
-globals().update(configure({k: globals()[k] for k in config_keys}, sys.argv[1:]))
+globals().update(configure({k: globals()[k] for k in config_keys}, sys.argv[1:], aliases={"vocab": "tokenizer"}))
 config = {k: globals()[k] for k in config_keys}  # saved in checkpoints and the log
+common.check_train_settings(config)  # bad settings fail here, before anything slow happens
+ckpt, config = common.starting_checkpoint(config)  # resume, eval_only, or another run's model
+globals().update(config)
 # -----------------------------------------------------------------------------
 
-# fail on bad settings before anything slow happens: each message names the setting, its value
-# and what would be valid
-if method not in data.METHODS:
-    raise SystemExit(f"unknown method {method!r}; choose one of {', '.join(data.METHODS)}")
-check_ranges(config, least=dict(max_latent_stage=0, sort_chunk=0, epochs_per_stage=1, c_thought=1,
-                                num_epochs=1, batch_size=1, gradient_accumulation_steps=1, eval_batch_size=1,
-                                n_layer=1, n_head=1, n_embd=1, block_size=1, max_new_tokens=1, n_latent=-1,
-                                warmup_steps=0, n_nodes=4, min_hops=1, hops=1, min_steps=1, max_value=3, seed=0),
-             within=dict(uniform_prob=(0.0, 1.0), dropout=(0.0, 0.999), learning_rate=(1e-12, 10.0),
-                         min_lr=(0.0, 10.0), weight_decay=(0.0, 10.0), grad_clip=(0.0, 1e9)))
-if vocab not in ("task", "gpt2"):
-    raise SystemExit(f"vocab={vocab!r}: choose 'task' or 'gpt2'")
-if n_embd % n_head:
-    raise SystemExit(f"n_embd={n_embd} must be a multiple of n_head={n_head} (each head gets n_embd / n_head)")
-if seed >= 2**63:
-    raise SystemExit(f"seed={seed} must be below 2**63")
-if not out_dir.strip():
-    raise SystemExit("out_dir is empty; name a folder, e.g. --out_dir=out")
-if os.path.exists(out_dir) and not os.path.isdir(out_dir):
-    raise SystemExit(f"out_dir={out_dir!r} is a file, not a folder")
-used = [f for f in ("ckpt.pt", "best.pt", "log.jsonl") if os.path.exists(os.path.join(out_dir, f))]
-if used and not eval_only and init_from != "resume" and not overwrite:
-    raise SystemExit(f"{out_dir}/ holds a run ({', '.join(used)}): continue it with --init_from=resume, "
-                     "start over with --overwrite=True (deletes them), or choose another --out_dir")
-
-# distributed data parallel: torchrun sets RANK and WORLD_SIZE
-ddp = int(os.environ.get("RANK", -1)) != -1
+# distributed data parallel: torchrun sets RANK, LOCAL_RANK and WORLD_SIZE
+ddp = common.distributed() is not None
 if ddp:
     dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
     rank, world_size = dist.get_rank(), dist.get_world_size()
     if torch.cuda.is_available():
-        device = f"cuda:{int(os.environ['LOCAL_RANK'])}"
+        device = f"cuda:{common.distributed()[1]}"
         torch.cuda.set_device(device)
 else:
     rank, world_size = 0, 1
@@ -138,62 +118,21 @@ def log(*args):
 
 
 # -----------------------------------------------------------------------------
-# checkpoint to start from
-
-ckpt = None
-if init_from == "resume":
-    ckpt = common.load_checkpoint(os.path.join(out_dir, "ckpt.pt"))
-elif eval_only and init_from == "scratch":  # the best checkpoint of out_dir, else the last
-    ckpt = common.load_checkpoint(common.find_checkpoint(out_dir))
-elif init_from.endswith(".pt"):
-    ckpt = common.load_checkpoint(init_from)
-# settings a resumed run must share with its checkpoint (the rest: where it runs and how it
-# is evaluated); the model's size comes from the checkpoint when it started from GPT-2
-SYSTEM = {"out_dir", "init_from", "eval_only", "val_data", "n_latent", "device", "dtype", "compile",
-          "eval_batch_size", "n_val", "overwrite", "num_epochs"}
-if ckpt is not None and init_from == "resume":
-    saved = ckpt["config"]
-    if saved.get("init_from", "scratch") != "scratch":
-        SYSTEM |= {"n_layer", "n_head", "n_embd", "block_size", "dropout"}
-    diff = [f"{k}={saved[k]!r} (flags: {config[k]!r})" for k in config if k not in SYSTEM and k in saved and saved[k] != config[k]]
-    if diff:
-        raise SystemExit(f"{out_dir}/ckpt.pt was trained with other settings: {'; '.join(diff)}. "
-                         "Resume with the run's own settings, or start a new run in another --out_dir")
-    if saved["num_epochs"] != num_epochs:
-        log(f"num_epochs {saved['num_epochs']} -> {num_epochs}: the run goes on to epoch {num_epochs}"
-            + ("; the cosine decay is stretched over the new length from here on" if decay_lr else ""))
-elif ckpt is not None and not eval_only:  # a checkpoint to start from: its task and vocabulary
-    if ckpt["config"]["task"] != task or ckpt["config"]["vocab"] != vocab:
-        raise SystemExit(f"the checkpoint was trained on task={ckpt['config']['task']!r} with "
-                         f"vocab={ckpt['config']['vocab']!r}, not {task!r}/{vocab!r}")
-if ckpt is not None and eval_only:
-    taken = ("task", "data_dir", "method", "c_thought", "max_latent_stage", "pad_latent_to_max", "vocab",
-             "max_new_tokens")
-    changed = [f"{k}={ckpt['config'][k]!r}" for k in taken if ckpt["config"][k] != config[k]]
-    if changed and master:  # evaluate the way it was trained
-        print(f"from the checkpoint, not the flags: {', '.join(changed)}")
-    for k in taken:
-        config[k] = globals()[k] = ckpt["config"][k]
-
-# -----------------------------------------------------------------------------
 # data: generated on first use (tasks.py), tokenized once
 
-data_dir = data_dir or os.path.join("data", task)
-knobs = {"prosqa": dict(n_nodes=n_nodes, min_hops=min_hops, max_hops=max_hops),
-         "prontoqa": dict(hops=hops),
-         "arith": dict(min_steps=min_steps, max_steps=max_steps, max_value=max_value, ops=ops)}.get(task, {})
 if master and not eval_only:
-    tasks.ensure_splits(task, data_dir, n_train=None if n_train < 0 else n_train, seed=data_seed, **knobs)
+    knobs = {k: config[k] for k in tasks.KNOBS.get(task, ())}
+    tasks.ensure_splits(task, tasks.task_dir(task, data_dir),
+                        n_train=None if n_train < 0 else n_train, seed=data_seed, **knobs)
 if ddp:
     dist.barrier()  # the other ranks wait until rank 0 has written the data
-split_path = lambda split: os.path.join(data_dir, f"{task}_{split}.json")
 try:
     if eval_only:
-        val_records = data.load_records(val_data or split_path("test"))
+        val_records = tasks.load_records(val_data or tasks.split_path(task, data_dir, "test"))
         train_records = []
     else:
-        train_records = data.load_records(split_path("train"))
-        val_records = data.load_records(split_path("valid"))
+        train_records = tasks.load_records(tasks.split_path(task, data_dir, "train"))
+        val_records = tasks.load_records(tasks.split_path(task, data_dir, "valid"))
 except (FileNotFoundError, ValueError) as e:  # a malformed file: which record, which field
     raise SystemExit(str(e)) from None
 
@@ -201,16 +140,17 @@ except (FileNotFoundError, ValueError) as e:  # a malformed file: which record, 
 # model, and the vocabulary it reads
 
 if ckpt is not None:
-    model, tok = common.model_from_checkpoint(ckpt)
-else:
-    # from scratch, a model needs only the GPT-2 tokens of its training split (vocab='task')
-    tok = data.Vocab() if vocab == "gpt2" else data.Vocab.from_records(train_records)
+    if init_from != "resume" and not eval_only:  # another run's weights, this run's dropout
+        ckpt["model_args"]["dropout"] = dropout
+    model, vocab = common.model_from_checkpoint(ckpt)
+else:  # from scratch a model needs only the tokens of its training split (tokenizer='task'/'words')
+    vocab = data.Vocab.from_records(train_records, tokenizer)
     if init_from == "scratch":
-        model = GPT(GPTConfig(block_size=block_size, vocab_size=tok.size, n_layer=n_layer,
-                              n_head=n_head, n_embd=n_embd, dropout=dropout))
+        model = GPT(GPTConfig(block_size=block_size, vocab_size=vocab.size, n_tokens=vocab.n_tokens,
+                              n_layer=n_layer, n_head=n_head, n_embd=n_embd, dropout=dropout))
     else:  # pretrained GPT-2: a name or a model.safetensors path
         try:
-            model = weights.coconut_gpt2(init_from, tok, dropout)
+            model = weights.coconut_gpt2(init_from, vocab, dropout)
         except (FileNotFoundError, ValueError, RuntimeError) as e:  # no file, not GPT-2, offline
             raise SystemExit(f"init_from={init_from!r}: {e}") from None
 for k in ("n_layer", "n_head", "n_embd", "block_size"):
@@ -218,8 +158,8 @@ for k in ("n_layer", "n_head", "n_embd", "block_size"):
 model_args = dict(vars(model.config))
 model.to(device)
 try:
-    train_set = data.tokenize(train_records, tok)
-    val_set = data.tokenize(val_records, tok, questions_only=eval_only)
+    train_set = data.tokenize(train_records, vocab)
+    val_set = data.tokenize(val_records, vocab, questions_only=eval_only)
 except ValueError as e:  # a word outside the task vocabulary (the checkpoint's, or the train split's)
     more = "" if ckpt else "; or generate more training examples (--n_train), so they cover the validation split's"
     raise SystemExit(f"error: {e}{more}") from None
@@ -238,8 +178,10 @@ if longest[0] > model.config.block_size:
     raise SystemExit(f"{longest[2]} example {longest[1]} needs {longest[0]} positions, more than "
                      f"the context block_size={model.config.block_size} (generation adds "
                      f"max_new_tokens={max_new_tokens}); raise block_size or shorten the data")
-fwd_model = torch.compile(model, dynamic=True) if compile and device_type == "cuda" else model
-speedups.enable(model, device_type, eager_float32=fwd_model is model and ptdtype == torch.float32)
+# the model the training step runs: compiled on CUDA (evaluation runs the eager one, whose
+# shapes change every batch)
+step_model = torch.compile(model, dynamic=True) if compile and device_type == "cuda" else model
+speedups.enable(model, device_type, eager_float32=step_model is model and ptdtype == torch.float32)
 
 # -----------------------------------------------------------------------------
 # evaluation: loss at the current stage, and accuracy by greedy generation
@@ -269,26 +211,26 @@ def evaluate(stage, thoughts=None, with_loss=True):
     for i in range(0, len(mine), eval_batch_size):
         ids = mine[i:i + eval_batch_size]
         if with_loss:
-            batch = data.collate([data.layout(val_set[j], tok, method, stage, **layout_args) for j in ids], tok, device)
+            batch = data.collate([data.layout(val_set[j], vocab, method, stage, **layout_args) for j in ids], vocab, device)
             with autocast:
                 h = coconut.latent_forward(model, batch)
                 n = (batch["labels"][:, 1:] != -100).sum()
                 totals[0] += coconut.lm_loss(model, h, batch["labels"]).float() * n
             totals[1] += n
-        prompts = [data.layout(val_set[j], tok, method, stage, n_latent=thoughts, prompt_only=True,
+        prompts = [data.layout(val_set[j], vocab, method, stage, n_latent=thoughts, prompt_only=True,
                                **layout_args) for j in ids]
-        batch = data.collate(prompts, tok, device)
+        batch = data.collate(prompts, vocab, device)
         with autocast:
-            out = coconut.generate(model, batch, max_new_tokens, tok.eos).tolist()
+            out = coconut.generate(model, batch, max_new_tokens, vocab.eos).tolist()
         for j, row, prompt in zip(ids, out, prompts):
-            text, n_new = data.decode_output(tok, row)
+            text, n_new = data.decode_output(vocab, row)
             record = val_records[j]
             totals[2] += data.answer_of(text) == data.answer_of(record["answer"])
             dropped = data.stage_plan(len(record["steps"]), method, stage, **layout_args).dropped
             if dropped < len(record["steps"]):  # CoT match: only where steps remain in language
                 totals[3] += text.split("#")[0].strip() == "\n".join(record["steps"][dropped:]).strip()
                 totals[5] += 1
-            totals[4] += n_new + prompt.ids.count(tok.latent)  # thoughts count as generated
+            totals[4] += n_new + prompt.ids.count(vocab.latent)  # thoughts count as generated
     if ddp:
         dist.all_reduce(totals)
     model.train()
@@ -300,14 +242,13 @@ def evaluate(stage, thoughts=None, with_loss=True):
 
 if eval_only:
     thoughts = None if n_latent < 0 else n_latent  # None: as many as trained
-    final_stage = stage_of(num_epochs - 1) if method in ("cot", "no_cot") else max_latent_stage + 1
     if master:
         source = f" (checkpoint of epoch {ckpt['epoch']}, stage {ckpt.get('stage')})" if ckpt and "epoch" in ckpt else ""
-        print(f"evaluating {len(val_set)} examples of {val_data or split_path('test')} with "
-              f"{method}, {'the trained number of' if thoughts is None else thoughts} thoughts{source}")
-    result = evaluate(final_stage, thoughts, with_loss=False)
-    if master:
-        print(json.dumps(result))
+        print(f"evaluating {len(val_set)} examples of {val_data or tasks.split_path(task, data_dir, 'test')} "
+              f"with {method}, {'the trained number of' if thoughts is None else thoughts} thoughts{source}")
+    result = evaluate(max_latent_stage + 1, thoughts, with_loss=False)  # the last stage
+    if master:  # with the settings it was evaluated with, taken from the checkpoint
+        print(json.dumps(dict(result, **{k: config[k] for k in common.EVAL_TAKES})))
     sys.exit(0)
 
 # -----------------------------------------------------------------------------
@@ -344,7 +285,7 @@ def epoch_batches(epoch):
         micro = []
         for m in range(gradient_accumulation_steps):
             lo = (m * world_size + rank) * batch_size
-            micro.append([data.layout(train_set[i], tok, method, stages[i], **layout_args)
+            micro.append([data.layout(train_set[i], vocab, method, stages[i], **layout_args)
                           for i in rows[lo:lo + batch_size]])
         yield micro
 
@@ -354,55 +295,39 @@ if steps_per_epoch == 0:
     raise SystemExit(f"{len(train_set)} training examples are fewer than one step's "
                      f"batch_size * gradient_accumulation_steps * world_size; lower batch_size")
 total_steps = steps_per_epoch * num_epochs
+lock = common.claim(out_dir, init_from == "resume", overwrite) if master else None  # held to the end
 optimizer = make_optimizer()
-start_epoch, step, since_reset, best_acc = 0, 0, 0, -1.0
+# the schedule of a run that starts at start_epoch is that of a run whose earlier epochs ran
+first_epoch, step, since_reset, best_acc = start_epoch, start_epoch * steps_per_epoch, 0, -1.0
 if init_from == "resume":
     lacking = {"optimizer", "epoch", "step", "since_reset", "best_acc", "rng"} - ckpt.keys()
     if lacking:
         raise SystemExit(f"{out_dir}/ckpt.pt cannot resume a run: it has no {', '.join(sorted(lacking))}")
     optimizer.load_state_dict(ckpt["optimizer"])
-    start_epoch, step, since_reset, best_acc = ckpt["epoch"], ckpt["step"], ckpt["since_reset"], ckpt["best_acc"]
+    first_epoch, step, since_reset, best_acc = ckpt["epoch"], ckpt["step"], ckpt["since_reset"], ckpt["best_acc"]
     torch.set_rng_state(ckpt["rng"])
-    log(f"resuming {out_dir} at epoch {start_epoch}")
+    log(f"resuming {out_dir} at epoch {first_epoch}")
+    if master:
+        common.trim_log(out_dir, first_epoch)
+elif start_epoch > 0:
+    log(f"starting at epoch {start_epoch + 1} (stage {stage_of(start_epoch)}) from {init_from}")
 ckpt = None  # free memory
-if master:
-    os.makedirs(out_dir, exist_ok=True)
-    if overwrite and init_from != "resume":
-        for f in used:
-            os.remove(os.path.join(out_dir, f))
-    if init_from == "resume" and os.path.exists(os.path.join(out_dir, "log.jsonl")):
-        # a run killed after writing an epoch's log line but before its checkpoint redoes that
-        # epoch: keep only the lines the checkpoint covers, so no epoch is logged twice
-        with open(os.path.join(out_dir, "log.jsonl")) as f:
-            lines = [line for line in f if line.strip() and json.loads(line)["epoch"] <= start_epoch]
-        fd, tmp = tempfile.mkstemp(dir=out_dir, suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            f.writelines(lines)
-        os.replace(tmp, os.path.join(out_dir, "log.jsonl"))
-    log(f"{method} on {task}: {len(train_set)} train / {len(val_set)} val examples, "
-        f"{model.num_params() / 1e6:.2f}M parameters, vocab {tok.size}, {device} {ptdtype}, "
-        f"{world_size} process(es), {steps_per_epoch} steps per epoch")
+log(f"{method} on {task}: {len(train_set)} train / {len(val_set)} val examples, "
+    f"{model.num_params() / 1e6:.2f}M parameters, {vocab.kind} vocabulary of {vocab.n_tokens}, "
+    f"{device} {ptdtype}, {world_size} process(es), {steps_per_epoch} steps per epoch")
 
 
 def save_checkpoint(name, epoch):
-    """Write atomically: a temp file, then a rename, so a killed run never leaves half a file."""
-    ckpt = dict(model=model.state_dict(), optimizer=optimizer.state_dict(), model_args=model_args,
-                config=config, vocab=tok.gpt2_ids, epoch=epoch, stage=stage_of(epoch - 1), step=step, since_reset=since_reset,
-                best_acc=best_acc, rng=torch.get_rng_state())
-    path = os.path.join(out_dir, name)
-    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=name, suffix=".tmp")  # a unique name
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(ckpt, f)
-        os.replace(tmp, path)
-    except OSError as e:  # a full disk: the previous checkpoint stays as it was
-        os.remove(tmp)
-        raise SystemExit(f"could not write {path} ({e}); {name} keeps its previous version") from None
+    common.save_checkpoint(os.path.join(out_dir, name), dict(
+        model=model.state_dict(), optimizer=optimizer.state_dict(), model_args=model_args, config=config,
+        vocab=vocab.tokens, epoch=epoch, stage=stage_of(epoch - 1), step=step, since_reset=since_reset,
+        best_acc=best_acc, rng=torch.get_rng_state()))
 
 
-for epoch in range(start_epoch, num_epochs):
+for epoch in range(first_epoch, num_epochs):
     stage = stage_of(epoch)
-    if epoch > 0 and stage != stage_of(epoch - 1) and reset_optimizer:  # also when resuming here
+    new_stage = epoch > 0 and stage != stage_of(epoch - 1)
+    if reset_optimizer == "epoch" or (reset_optimizer == "stage" and new_stage):  # also on resume
         optimizer, since_reset = make_optimizer(), 0
     t0, tokens, loss_sum = time.time(), 0, 0.0
     bar = tqdm(epoch_batches(epoch), total=steps_per_epoch, disable=not master, leave=False,
@@ -411,8 +336,8 @@ for epoch in range(start_epoch, num_epochs):
         lr = lr_at(step, since_reset, total_steps)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        batches = [data.collate(rows, tok, device) for rows in micro]
-        loss = coconut.train_step(fwd_model, batches, autocast, ddp)  # forward + backward
+        batches = [data.collate(rows, vocab, device) for rows in micro]
+        loss = coconut.train_step(step_model, batches, autocast, ddp)  # forward + backward
         if not math.isfinite(loss):
             raise SystemExit(f"the loss is {loss} at step {step} (epoch {epoch + 1}, stage {stage}): the "
                              f"run stops, and {out_dir}/ckpt.pt keeps the last finished epoch. Lower "

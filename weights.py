@@ -8,19 +8,20 @@ import json
 import math
 import os
 import struct
-import tempfile
 import urllib.request
 
 import torch
 
 import data
+import tasks
 from model import GPT, GPTConfig
 
 
 def from_pretrained(name_or_path, vocab_size=None, dropout=0.0):
     """GPT-2 weights from a model name (downloaded once) or a local model.safetensors.
 
-    vocab_size pads the embedding table (GPT-2's 50257 rows -> 50304 for the new tokens).
+    vocab_size pads the embedding table (GPT-2's 50257 rows -> 50304 for the new tokens); the
+    rows past the file's are never predicted until n_tokens is raised to cover them.
     """
     path = name_or_path
     if name_or_path in PRETRAINED:
@@ -43,11 +44,17 @@ def from_pretrained(name_or_path, vocab_size=None, dropout=0.0):
     if ints:
         raise ValueError(f"{path}: tensor {ints[0]!r} holds {tensors[ints[0]].dtype} values, not "
                          "floating-point weights")
+    for k in ("wte.weight", "wpe.weight"):
+        if tensors[k].dim() != 2:
+            raise ValueError(f"{path}: {k} has shape {tuple(tensors[k].shape)}, not (rows, width)")
     n_vocab, n_embd = tensors["wte.weight"].shape
     n_head = pretrained_n_head(path, name_or_path, n_embd)
+    if n_head < 1 or n_embd % n_head:
+        raise ValueError(f"n_head={n_head} does not divide the width {n_embd}: the config.json "
+                         "beside the weights is not this model's")
     config = GPTConfig(block_size=tensors["wpe.weight"].shape[0], n_layer=n_layer,
                        n_head=n_head, n_embd=n_embd, dropout=dropout,
-                       vocab_size=max(vocab_size or n_vocab, n_vocab))
+                       vocab_size=max(vocab_size or n_vocab, n_vocab), n_tokens=n_vocab)
     model = GPT(config)
     ours = {k.removeprefix("transformer."): v for k, v in model.state_dict().items()}
     del ours["lm_head.weight"]  # tied to wte
@@ -72,14 +79,16 @@ def from_pretrained(name_or_path, vocab_size=None, dropout=0.0):
 
 def coconut_gpt2(init_from, vocab, dropout=0.0):
     """GPT-2 for Coconut: rows for the new tokens (<bot>, <eot>, <latent>, <pause>) start as a
-    copy of "<<", as in the paper; with a task vocabulary only its rows of wte are kept."""
-    model = from_pretrained(init_from, vocab_size=data.GPT2_VOCAB_SIZE, dropout=dropout)
+    copy of "<<", as in the paper; with a task vocabulary only its rows of wte are kept. The
+    rows that pad the table to a multiple of 64 are never predicted (model.logits)."""
+    model = from_pretrained(init_from, vocab_size=data.Vocab().size, dropout=dropout)
     with torch.no_grad():
         wte = model.transformer.wte.weight  # (50304, C)
         wte[[data.BOT, data.EOT, data.LATENT, data.PAUSE]] = wte[data.encode("<<")[0]].clone()
-        if vocab.gpt2_ids is None:
+        model.config.n_tokens = vocab.n_tokens
+        if vocab.tokens is None:
             return model
-        rows = wte[vocab.gpt2_ids]  # (len(vocab), C)
+        rows = wte[vocab.tokens]  # (n_tokens, C): the GPT-2 ids of a task vocabulary
         tied = ("lm_head.weight", "transformer.wte.weight")
         sd = {k: v for k, v in model.state_dict().items() if k not in tied}
         model = GPT(GPTConfig(**{**vars(model.config), "vocab_size": vocab.size}))
@@ -127,16 +136,11 @@ def download_gpt2(name, cache_dir=None):
                            "e.g. --init_from=/path/to/model.safetensors") from None
     from tqdm import tqdm
     total = int(response.headers.get("Content-Length", 0)) or None
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f, tqdm(total=total, unit="B", unit_scale=True, desc=name) as bar:
-            while chunk := response.read(1 << 20):
-                f.write(chunk)
-                bar.update(len(chunk))
-        os.replace(tmp, path)  # atomic: a killed download never leaves a half file at `path`
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    # atomic: a killed download never leaves a half file at `path`
+    with tasks.atomic_write(path, "wb") as f, tqdm(total=total, unit="B", unit_scale=True, desc=name) as bar:
+        while chunk := response.read(1 << 20):
+            f.write(chunk)
+            bar.update(len(chunk))
     return path
 
 
@@ -214,13 +218,7 @@ def write_safetensors(tensors, path):
         blobs.append(blob)
     head = json.dumps(header).encode()
     head += b" " * (-len(head) % 8)  # the format pads the header to 8 bytes with spaces
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(struct.pack("<Q", len(head)) + head)
-            for blob in blobs:
-                f.write(blob)
-        os.replace(tmp, path)
-    except BaseException:  # no half-written file stays behind
-        os.remove(tmp)
-        raise
+    with tasks.atomic_write(path, "wb") as f:  # no half-written file stays behind
+        f.write(struct.pack("<Q", len(head)) + head)
+        for blob in blobs:
+            f.write(blob)

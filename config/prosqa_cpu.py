@@ -1,14 +1,14 @@
-# Coconut on a small ProsQA variant, from scratch, on a laptop CPU (2 cores, ~15 minutes):
+# Coconut on a small ProsQA variant, from scratch, on a laptop CPU (2 cores):
 #   python train.py config/prosqa_cpu.py                  # Coconut
 #   python train.py config/prosqa_cpu.py --method=cot --out_dir=out-cot
-# Graphs of 8 generated nodes with 2-3 hop answers (85% / 15%), ~71-token questions.
+# Graphs of 8 generated nodes with 2-3 hop answers (85% / 15%), ~45-word questions.
 task = "prosqa"
-data_dir = "data/prosqa_small"
-n_train = 28000  # 875 steps of 32 per epoch: 1-1.5 minutes on 2 cores
+data_dir = "data/prosqa_cpu"
+n_train = 20000  # 625 steps of 32 per epoch
 n_nodes = 8
 min_hops = 2
 max_hops = 3
-vocab = "task"  # ~100 GPT-2 tokens instead of 50,257: a 128-row embedding table
+tokenizer = "words"  # whole words: " wumpus" one id, not three; 87 of them, a 128-row table
 # a 2-layer, 128-wide GPT-2 from scratch (0.41M parameters without the position table)
 init_from = "scratch"
 n_layer = 2
@@ -16,11 +16,12 @@ n_head = 4
 n_embd = 128
 block_size = 256
 # the curriculum: stage 0 is CoT, stage k replaces k steps with k thoughts (c=1, K=3);
-# two epochs per stage, then two more at the last stage: 10 epochs, ~13 minutes on 2 cores
+# two epochs per stage, then two more at the last stage: 10 epochs
 max_latent_stage = 3
 epochs_per_stage = 2
 num_epochs = 10
 uniform_prob = 0.1  # 10% of examples at a random stage: earlier stages are not forgotten
+reset_optimizer = "stage"  # a fresh AdamW at each stage change (the official run.py: every epoch)
 sort_chunk = 20  # batch questions of similar length: less padding (docs/performance.md)
 # AdamW with larger steps than the paper's 1e-4 (a small model from scratch), warmup after
 # each optimizer reset, cosine decay over the run
@@ -31,4 +32,4 @@ decay_lr = True
 min_lr = 1e-4
 weight_decay = 0.01
 eval_batch_size = 300
-max_new_tokens = 48  # the longest chain of thought and answer is 45 tokens
+max_new_tokens = 32  # the longest chain of thought and answer is 27 words

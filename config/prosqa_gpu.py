@@ -6,7 +6,7 @@
 out_dir = "out-prosqa-gpu"
 task = "prosqa"
 init_from = "scratch"
-vocab = "task"
+tokenizer = "task"
 n_layer = 2
 n_head = 12
 n_embd = 768
@@ -19,6 +19,7 @@ num_epochs = 24  # 6 stages x 2 epochs, then 12 at the last stage
 pad_latent_to_max = True
 sort_chunk = 20  # batch questions of similar length: less padding
 uniform_prob = 0.1
+reset_optimizer = "stage"  # a fresh AdamW at each stage change (the official run.py: every epoch)
 batch_size = 128
 learning_rate = 5e-4
 warmup_steps = 100

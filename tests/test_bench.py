@@ -12,7 +12,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIGURES = ["train_ms_coconut", "train_ms_cot", "train_ms_reference", "train_tokens_per_s",
            "train_step_ratio_vs_cot", "train_speedup_vs_reference", "gen_questions_per_s",
            "gen_recompute_questions_per_s", "generate_speedup_vs_recompute", "latent_step_us"]
-GPU_ONLY = ["mfu", "mfu_cot", "latent_step_floor_us"]  # None on CPU: no datasheet figures there
+GPU_ONLY = ["mfu", "mfu_cot", "latent_step_floor_us",  # None on CPU: no datasheet figures there
+            "train_ms_coconut_other_dtype"]  # the step in the other precision: CUDA only
 
 
 def test_quick_bench_prints_every_figure_as_json():

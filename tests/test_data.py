@@ -101,12 +101,12 @@ def test_task_vocab_round_trip_and_unknown_words():
     recs = [dict(question="Tom is a wumpus. Is Tom a wumpus or yumpus?", steps=["Tom is a wumpus."],
                  answer="Tom is a wumpus.")]
     v = data.Vocab.from_records(recs)
-    assert v.size % 64 == 0 and len(v.gpt2_ids) < 40
+    assert v.size % 64 == 0 and len(v.tokens) < 40
     text = "Tom is a yumpus.\n### Tom is a wumpus."
     ids = v.encode(text)
-    assert max(ids) < len(v.gpt2_ids) and v.decode(ids) == text
+    assert max(ids) < len(v.tokens) and v.decode(ids) == text
     assert v.decode([v.bot, v.latent, v.eot, v.eos]) == "<|start-latent|><|latent|><|end-latent|><|endoftext|>"
-    back = data.Vocab(v.gpt2_ids)  # as stored in a checkpoint
+    back = data.Vocab(v.tokens)  # as stored in a checkpoint
     assert back.encode(text) == ids
     with pytest.raises(ValueError, match="'zebra'"):
         v.encode("Tom is a zebra.")
@@ -160,7 +160,7 @@ def test_load_records_errors(tmp_path, content, needles):
     path = tmp_path / "bad.json"
     path.write_bytes(content) if isinstance(content, bytes) else path.write_text(content)
     with pytest.raises(ValueError) as e:
-        data.load_records(str(path))
+        tasks.load_records(str(path))
     for needle in [str(path)] + needles:
         assert needle in str(e.value)
 
@@ -168,11 +168,11 @@ def test_load_records_errors(tmp_path, content, needles):
 def test_load_records_ok_and_missing(tmp_path):
     path = tmp_path / "ok.json"
     path.write_text(json.dumps([GOOD, GOOD]))
-    assert data.load_records(str(path)) == [GOOD, GOOD]  # extra fields kept
+    assert tasks.load_records(str(path)) == [GOOD, GOOD]  # extra fields kept
     with pytest.raises(FileNotFoundError, match="nope.json.*python tasks.py"):
-        data.load_records(str(tmp_path / "nope.json"))
+        tasks.load_records(str(tmp_path / "nope.json"))
     with pytest.raises(ValueError, match="is a folder"):
-        data.load_records(str(tmp_path))
+        tasks.load_records(str(tmp_path))
 
 
 def test_sample_stage_mixes_in_uniform_stages():
@@ -193,3 +193,38 @@ def test_answer_of_and_decode_output():
     text, n = data.decode_output(VOCAB, ids + [data.EOS] + E(" junk") + [data.EOS])
     assert (text, n) == ("A.\n### X.", len(ids) + 1)  # up to <eos>, which counts as generated
     assert data.decode_output(VOCAB, ids) == ("A.\n### X.", len(ids))  # no <eos>: all of it
+
+
+@pytest.mark.parametrize("task", ["prosqa", "prontoqa", "arith"])
+def test_word_vocab_round_trips_every_record(task):
+    """tokenizer='words': every text of every record decodes back to itself, with fewer tokens
+    than GPT-2's BPE gives (a concept such as " wumpus" is one id, not three)."""
+    records = tasks.make_splits(task, 300, 20, 20, seed=5)[0]
+    words, bpe = data.Vocab.from_records(records, "words"), data.Vocab.from_records(records, "task")
+    texts = [t for r in records for t in data.texts_of(r)]
+    for text in texts:
+        ids = words.encode(text)
+        assert words.decode(ids) == text and max(ids) < words.n_tokens
+    assert sum(len(words.encode(t)) for t in texts) <= sum(len(bpe.encode(t)) for t in texts)
+    if task == "prosqa":
+        assert words.encode(" wumpus") == [words.index[" wumpus"]] and len(bpe.encode(" wumpus")) > 1
+    back = data.Vocab(words.tokens)  # as a checkpoint stores it
+    assert back.kind == "words" and back.encode(texts[0]) == words.encode(texts[0])
+    assert (back.eos, back.latent) == (words.eos, words.latent) and back.size % 64 == 0
+
+
+@pytest.mark.parametrize("text", ["Every wumpus is a yumpus.\n", "  spaces  and\ttabs ", "ünïcode ✓", "",
+                                  "<<10-1=9>> <<9*2=18>>\n### 18", "<|endoftext|> a_b", "\n\n \n"])
+def test_words_cover_every_character(text):
+    assert "".join(data.WORD.findall(text)) == text
+
+
+def test_word_vocab_specials_and_unknown_words():
+    recs = [dict(question="Tom is a wumpus. Is Tom a wumpus or yumpus?", steps=["Tom is a wumpus."],
+                 answer="Tom is a wumpus.")]
+    v = data.Vocab.from_records(recs, "words")
+    assert v.decode([v.bot, v.latent, v.eot, v.eos]) == "<|start-latent|><|latent|><|end-latent|><|endoftext|>"
+    with pytest.raises(ValueError, match="'zebra' not in this model's words vocabulary .*tokenizer='gpt2'"):
+        v.encode("Tom is a zebra.")
+    with pytest.raises(ValueError, match=r"'zzzz[^']*'\.\.\. \(5000 characters\)"):
+        v.encode("Tom is a " + "z" * 5000)

@@ -12,6 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import analysis
 import coconut
 import data
 import sample
@@ -21,7 +22,7 @@ from model import GPT, GPTConfig
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # the train.py settings sample.py reads, as a ProsQA Coconut run with K=3 would save them
 CFG = dict(task="prosqa", method="coconut", c_thought=1, max_latent_stage=3,
-           pad_latent_to_max=True, vocab="task")
+           pad_latent_to_max=True, tokenizer="task")
 NEW = 24  # max_new_tokens: a random model never stops, so keep its outputs short
 
 
@@ -91,7 +92,7 @@ def tiny_ckpt(tmp_path_factory):
     with open(root / "data" / "prosqa_test.json", "w") as f:
         json.dump(test, f)
     torch.save(dict(model=model.state_dict(), model_args=dict(vars(model.config)), config=cfg,
-                    vocab=vocab.gpt2_ids), root / "best.pt")
+                    vocab=vocab.tokens), root / "best.pt")
     return dict(dir=str(root), model=model, vocab=vocab, cfg=cfg, test=test, records=records)
 
 
@@ -108,7 +109,7 @@ def test_script_accuracy_matches_answers(tiny_ckpt, latent):
     out = run_script(f"--out_dir={tiny_ckpt['dir']}", "--latent", str(latent), "--num_samples=0",
                      f"--max_new_tokens={NEW}", "--device=cpu")
     thoughts = re.findall(r"thought (\d+):", out)
-    assert thoughts == ([] if latent == 0 else ["1", "2", "3"] * sample.SHOW)
+    assert thoughts == ([] if latent == 0 else ["1", "2", "3"] * analysis.SHOW)
     # each thought is named by the graph's concepts it values most, highest first
     names = {s for r in tiny_ckpt["test"] for s in r["idx_to_symbol"]}
     for line in re.findall(r"thought \d+: (.*)", out):
@@ -168,6 +169,13 @@ def test_script_messages(tiny_ckpt, tmp_path, monkeypatch, capsys):
         script(monkeypatch, ckpt, "--latent=-5")
     with pytest.raises(SystemExit, match="batch_size=-3 must be >= 1"):
         script(monkeypatch, ckpt, "--batch_size=-3")
+    # checked before anything is allocated or printed as the model's
+    with pytest.raises(SystemExit, match="n_latent=1000000000000000 thoughts do not fit .* block_size=256"):
+        script(monkeypatch, ckpt, "--latent=1000000000000000")  # the old flag name still works
+    with pytest.raises(SystemExit, match=r"top_k=100000 is more than the model's \d+ tokens"):
+        script(monkeypatch, ckpt, "--top_k=100000")
+    with pytest.raises(SystemExit, match="max_new_tokens=0 would print an empty answer"):
+        script(monkeypatch, ckpt, "--max_new_tokens=0")
     record = tiny_ckpt["test"][0]
     script(monkeypatch, ckpt, f"--question={record['question']}", f"--max_new_tokens={NEW}", "--device=cpu")
     out = capsys.readouterr().out
@@ -216,7 +224,7 @@ def test_shipped_model_answers_as_readme_says():
         stated = re.search(r"answers (\d+) of its (\d+) test questions", f.read())
     assert stated, "the README states the shipped model's test accuracy"
     model, vocab, cfg = sample.load(sample.SHIPPED, "cpu")
-    test = data.load_records(os.path.join(sample.SHIPPED, "prosqa_test.json"))
+    test = tasks.load_records(os.path.join(sample.SHIPPED, "prosqa_test.json"))
     results = sample.run(model, vocab, test, cfg, max_new_tokens=48, batch_size=500)
     correct, judged, _ = sample.accuracy(results)
     stated_correct, stated_n = map(int, stated.groups())
@@ -232,13 +240,13 @@ def test_script_analyses_run(tiny_ckpt, monkeypatch, capsys):
     assert "after 1 thought(s)" in out and "after 2 thought(s)" in out and "k=3:" in out
     script(monkeypatch, ckpt, "--analyze=mixing", f"--max_new_tokens={NEW}", "--device=cpu")
     out = capsys.readouterr().out
-    assert all(c in out for c in sample.CATEGORIES)
+    assert all(c in out for c in analysis.CATEGORIES)
     rows = [line.split() for line in out.splitlines() if re.match(r"\s*\d+\s+[\d.]+\s", line)]
     assert [int(r[0]) for r in rows] == [0, 1, 2, 3]
     test = tiny_ckpt["test"]  # the 6 questions of the split, the analysis's default of 500 or all
     for k, row in enumerate(rows):  # each k's shares, from outputs generated and classified here
-        kinds = [sample.classify(t, text) for t, text in zip(test, greedy_texts(tiny_ckpt["model"], tiny_ckpt["vocab"], test, k))]
-        shares = [100 * kinds.count(c) / len(kinds) for c in sample.CATEGORIES]
+        kinds = [analysis.classify(t, text) for t, text in zip(test, greedy_texts(tiny_ckpt["model"], tiny_ckpt["vocab"], test, k))]
+        shares = [100 * kinds.count(c) / len(kinds) for c in analysis.CATEGORIES]
         assert [float(x) for x in row[1:7]] == pytest.approx(shares, abs=0.051)
 
 
@@ -266,7 +274,7 @@ def test_frontier_values_match_reference():
     expected = {1: {2: (True, 1), 3: (True, 2), 8: (False, 0)},  # node: (reaches target, height)
                 2: {4: (True, 0), 5: (True, 1)}}
     for k, nodes in expected.items():
-        rows = sample.frontier_values(model, vocab, record, ex, k, CFG)
+        rows = analysis.frontier_values(model, vocab, record, ex, k, CFG)
         assert {v: (reach, height) for v, _, reach, height in rows} == nodes
         assert [value for _, value, _, _ in rows] == sorted((x[1] for x in rows), reverse=True)
         prompt, _, at = data.layout(ex, vocab, "coconut", 4, 1, 3, True, n_latent=k, prompt_only=True)
@@ -306,7 +314,7 @@ def test_frontier_values_match_reference():
     ("", "incorrect label"),
 ])
 def test_classify(text, category):
-    assert sample.classify(graph_record(), text) == category
+    assert analysis.classify(graph_record(), text) == category
 
 
 def test_values_analysis_on_arithmetic(tmp_path, monkeypatch, capsys):
@@ -320,7 +328,7 @@ def test_values_analysis_on_arithmetic(tmp_path, monkeypatch, capsys):
     with open(tmp_path / "arith_test.json", "w") as f:
         json.dump(test, f)
     torch.save(dict(model=model.state_dict(), model_args=dict(vars(model.config)), config=cfg,
-                    vocab=vocab.gpt2_ids), tmp_path / "best.pt")
+                    vocab=vocab.tokens), tmp_path / "best.pt")
     script(monkeypatch, f"--out_dir={tmp_path}", "--analyze=values", f"--max_new_tokens={NEW}", "--device=cpu")
     rows = re.findall(r"^\s+(\d)\s+(\d)\s+([\d.]+)%\s+([\d.]+)%\s+(\d+)  ", capsys.readouterr().out, re.M)
     expected = {}
@@ -356,15 +364,15 @@ def test_prontoqa_thoughts_are_named_by_concept(tmp_path, monkeypatch, capsys):
     with open(tmp_path / "prontoqa_test.json", "w") as f:
         json.dump(records, f)
     torch.save(dict(model=model.state_dict(), model_args=dict(vars(model.config)), config=cfg,
-                    vocab=vocab.gpt2_ids), tmp_path / "best.pt")
+                    vocab=vocab.tokens), tmp_path / "best.pt")
     script(monkeypatch, f"--out_dir={tmp_path}", "--num_samples=0", "--max_new_tokens=8", "--device=cpu")
     out = capsys.readouterr().out
     blocks = re.split(r"^question \d+: ", out, flags=re.M)[1:]
-    assert len(blocks) == sample.SHOW
+    assert len(blocks) == analysis.SHOW
     for record, block in zip(records, blocks):
         entity = record["steps"][0].split()[0]  # "Fae is a lempus. ..."
         concepts = set(re.findall(r"\b([a-z]+pus)(?:es)?\b", record["question"].lower()))
-        assert sample.pronto_concepts(record["question"]) == (entity, sorted(concepts))
+        assert analysis.pronto_concepts(record["question"]) == (entity, sorted(concepts))
         assert len(concepts) == 14 and concepts <= set(tasks.PRONTO_CONCEPTS)  # the generator's 14
         lines = re.findall(r"thought (\d+): (.*)", block)
         assert [int(k) for k, _ in lines] == [1, 2, 3, 4, 5, 6]
@@ -375,8 +383,8 @@ def test_prontoqa_thoughts_are_named_by_concept(tmp_path, monkeypatch, capsys):
             assert values == sorted(values, reverse=True) and 0 <= values[-1] <= values[0] <= 1
     # the first question's values after 2 thoughts, one concept at a time on the plain path
     record, ex = records[0], data.tokenize(records[:1], vocab, questions_only=True)[0]
-    values = sample.concept_values(model, vocab, record, ex, 2, cfg)[1]
-    entity, concepts = sample.pronto_concepts(record["question"])
+    values = analysis.concept_values(model, vocab, record, ex, 2, cfg)[1]
+    entity, concepts = analysis.pronto_concepts(record["question"])
     prompt, _, at = data.layout(ex, vocab, "coconut", 7, 1, 6, True, n_latent=2, prompt_only=True)
     for c in concepts:
         head, name = prompt + vocab.encode(f"{entity} is"), vocab.encode(" " + tasks.with_article(c))
@@ -385,7 +393,7 @@ def test_prontoqa_thoughts_are_named_by_concept(tmp_path, monkeypatch, capsys):
             probs = F.softmax(model.lm_head(coconut.reference_forward(model, batch)), -1)[0]
         direct = math.prod(probs[[len(head) + i - 1 for i in range(len(name))], name].tolist())
         assert values[c] == pytest.approx(direct, rel=1e-4)
-    for analysis in ("frontier", "mixing"):
+    for kind in ("frontier", "mixing"):
         with pytest.raises(SystemExit, match="reads a ProsQA question's graph; this model was trained "
                                              "on 'prontoqa' .*names the concepts"):
-            script(monkeypatch, f"--out_dir={tmp_path}", f"--analyze={analysis}", "--device=cpu")
+            script(monkeypatch, f"--out_dir={tmp_path}", f"--analyze={kind}", "--device=cpu")

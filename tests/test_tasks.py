@@ -196,8 +196,10 @@ def test_ensure_splits_generates_once_and_refuses_other_knobs(tmp_path):
 def test_write_splits_round_trip(tmp_path):
     paths = tasks.write_splits("prosqa", str(tmp_path), n_train=20, n_valid=5, n_test=5, seed=1)
     assert [os.path.basename(p) for p in paths] == ["prosqa_train.json", "prosqa_valid.json", "prosqa_test.json"]
-    assert [data.load_records(p) for p in paths] == list(tasks.make_splits("prosqa", 20, 5, 5, seed=1))
-    assert sorted(os.listdir(tmp_path)) == sorted(os.path.basename(p) for p in paths)  # no temp files left
+    assert [tasks.load_records(p) for p in paths] == list(tasks.make_splits("prosqa", 20, 5, 5, seed=1))
+    assert sorted(os.listdir(tmp_path)) == sorted([os.path.basename(p) for p in paths] + ["meta.json"])  # no temp files
+    assert json.loads((tmp_path / "meta.json").read_text()) == dict(
+        task="prosqa", n_train=20, seed=1, n_valid=5, n_test=5)  # how they were made
     assert tasks.SPLIT_SIZES == {"prosqa": (17886, 300, 500), "prontoqa": (9000, 200, 800),
                                  "arith": (20000, 300, 500)}
 
@@ -206,11 +208,13 @@ def test_cli(tmp_path):
                                        capture_output=True, text=True, check=True).stdout
     run("prosqa", f"--out_dir={tmp_path}", "--n_train=8", "--n_valid=2", "--n_test=2",
         "--n_nodes=10", "--min_hops=2", "--max_hops=4")
-    assert len(data.load_records(str(tmp_path / "prosqa_train.json"))) == 8
+    assert len(tasks.load_records(str(tmp_path / "prosqa_train.json"))) == 8
+    with pytest.raises(SystemExit, match="generated with"):  # train.py asking for other data is told
+        tasks.ensure_splits("prosqa", str(tmp_path), n_train=300, n_nodes=10, min_hops=2, max_hops=4)
     out = run("stats", str(tmp_path / "prosqa_valid.json"))
     assert "nodes" in out and "full sequence" in out
     run("prontoqa", f"--out_dir={tmp_path}", "--n_train=4", "--n_valid=2", "--n_test=2", "--hops=2")
-    assert all(len(r["steps"]) == 3 for r in data.load_records(str(tmp_path / "prontoqa_train.json")))
+    assert all(len(r["steps"]) == 3 for r in tasks.load_records(str(tmp_path / "prontoqa_train.json")))
 
 
 # -----------------------------------------------------------------------------
@@ -261,10 +265,10 @@ def test_convert_gsm8k(tmp_path):
         (tmp_path / f"{split}.txt").write_text("\n".join(lines) + "\n")
     paths = tasks.convert_gsm8k(str(tmp_path), str(tmp_path / "out"))
     assert [os.path.basename(p) for p in paths] == ["gsm8k_train.json", "gsm8k_valid.json", "gsm8k_test.json"]
-    train = data.load_records(paths[0])
+    train = tasks.load_records(paths[0])
     assert train[1] == {"question": "A shop sells 1,200 pens at $2. How much?",
                         "steps": ["<<1200*2=2400>>", "<<2400/1=2400>>"], "answer": "2,400"}
-    assert len(data.load_records(paths[2])) == 1  # blank lines are skipped
+    assert len(tasks.load_records(paths[2])) == 1  # blank lines are skipped
     (tmp_path / "valid.txt").write_text("Q?||<<1+1=2>> ## 2\nno separator here\n")
     with pytest.raises(ValueError, match=r"valid.txt, line 2: expected 'question\|\|"):
         tasks.convert_gsm8k(str(tmp_path), str(tmp_path / "out2"))
@@ -286,8 +290,11 @@ def test_ensure_splits_never_regenerates_the_users_files(tmp_path):
         tasks.ensure_splits("prosqa", str(tmp_path), n_train=20)
     assert json.loads((tmp_path / "prosqa_train.json").read_text()) == user  # untouched
     (tmp_path / "prosqa_test.json").write_text(json.dumps(user))
-    tasks.ensure_splits("prosqa", str(tmp_path), n_train=20)  # all three: used as they are
+    tasks.ensure_splits("prosqa", str(tmp_path), n_train=None)  # all three: used as they are
     assert json.loads((tmp_path / "prosqa_train.json").read_text()) == user
+    with pytest.raises(SystemExit, match=r"holds data of your own \(no meta.json\) with 1 training "
+                                         r"examples, not n_train=20: drop --n_train"):
+        tasks.ensure_splits("prosqa", str(tmp_path), n_train=20)  # asked for other data: said
     (tmp_path / "meta.json").write_text("{not json")
     with pytest.raises(SystemExit, match="meta.json is damaged"):
         tasks.ensure_splits("prosqa", str(tmp_path), n_train=20)

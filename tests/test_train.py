@@ -35,6 +35,29 @@ def train(*args, check=True):
     return p
 
 
+KILLED_AT = """
+import os, runpy, sys, coconut
+step, real = [0], coconut.train_step
+def train_step(*args, **kwargs):  # SIGKILL before training step number {step}: a real kill
+    step[0] += 1
+    if step[0] == {step}:
+        os.kill(os.getpid(), 9)
+    return real(*args, **kwargs)
+coconut.train_step = train_step
+sys.argv = ["train.py", *{args!r}]
+runpy.run_path("train.py", run_name="__main__")
+"""
+
+
+def train_killed(step, *args):
+    """train.py killed (SIGKILL) just before its training step number `step` (1-based)."""
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    code = KILLED_AT.format(step=step, args=[*TINY, *args])
+    p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+                       timeout=300)
+    assert p.returncode == -9, p.stderr[-3000:]
+
+
 def train_here(monkeypatch, *args):
     """train.py in this process (no interpreter start-up): for runs that stop early with a
     SystemExit, which propagates."""
@@ -71,13 +94,18 @@ def test_two_stages_lower_loss_and_resume_exactly(data_dir, tmp_path):
     assert [r["best"] for r in log] == [False, False, True, accs[1] > accs[0]]
     assert torch.load(os.path.join(full, "ckpt.pt"), weights_only=True)["epoch"] == 4
     assert not [f for f in os.listdir(full) if f.endswith(".tmp")]  # nothing half-written
-    # an interrupted run (stopped after 3 epochs, mid-stage) resumes with exactly the same losses
-    train(f"--data_dir={data_dir}", f"--out_dir={part}", "--num_epochs=3", "--epochs_per_stage=2")
+    # a run killed in epoch 4 (8 steps an epoch, after epoch 3's checkpoint, mid-stage) resumes
+    # with exactly the same losses
+    train_killed(3 * 8 + 2, f"--data_dir={data_dir}", f"--out_dir={part}", "--num_epochs=4", "--epochs_per_stage=2")
+    assert torch.load(os.path.join(part, "ckpt.pt"), weights_only=True)["epoch"] == 3
     with open(os.path.join(part, "log.jsonl"), "a") as f:  # as if killed after logging epoch 4
         f.write(json.dumps(dict(read_log(part)[-1], epoch=4)) + "\n")  # but before its checkpoint
     p = train(f"--data_dir={data_dir}", f"--out_dir={part}", "--num_epochs=4", "--epochs_per_stage=2", "--seed=1",
               "--init_from=resume", check=False)
     assert p.returncode != 0 and "seed=0 (flags: 1)" in p.stderr  # another run's settings: refused
+    p = train(f"--data_dir={data_dir}", f"--out_dir={part}", "--num_epochs=6", "--epochs_per_stage=2",
+              "--init_from=resume", check=False)  # a longer run is a new run from the checkpoint
+    assert p.returncode != 0 and f"--init_from={part}/ckpt.pt --start_epoch=3 --num_epochs=N" in p.stderr
     train(f"--data_dir={data_dir}", f"--out_dir={part}", "--num_epochs=4", "--epochs_per_stage=2",
           "--init_from=resume")
     resumed = read_log(part)
@@ -89,10 +117,10 @@ def test_two_stages_lower_loss_and_resume_exactly(data_dir, tmp_path):
     # eval_only on any file in the official format, with any number of thoughts. The answers
     # of questions 0, 2, 4 are set to what the model generates (sample.py's way of reading
     # them), the others to a wrong answer: the accuracy must be exactly 3/5
-    records = data.load_records(os.path.join(data_dir, "prosqa_test.json"))[:5]
+    records = tasks.load_records(os.path.join(data_dir, "prosqa_test.json"))[:5]
     model, vocab, cfg = sample.load(common.find_checkpoint(full), "cpu")
     for k in (-1, 0, 4):
-        results = sample.run(model, vocab, records, cfg, latent=k, max_new_tokens=40)
+        results = sample.run(model, vocab, records, cfg, n_latent=k, max_new_tokens=40)
         planted = [dict(question=r["question"], steps=r["steps"],
                         answer=res["answer"] if i % 2 == 0 else "Nobody is a wrongpus.")
                    for i, (r, res) in enumerate(zip(records, results))]
@@ -135,6 +163,10 @@ def test_two_stages_lower_loss_and_resume_exactly(data_dir, tmp_path):
     (["--task=prontoqa", "--hops=0"], "hops=0 must be >= 1"),
     (["--n_latent=300"], "positions, more than the context block_size=256"),  # 300 thoughts
     (["--init_from=/nonexistent/model.safetensors"], "init_from='/nonexistent/model.safetensors': no GPT-2 weights"),
+    (["--start_epoch=5", "--num_epochs=5"], "start_epoch=5 leaves nothing to train: it must be below num_epochs=5"),
+    (["--reset_optimizer=True"], "reset_optimizer='True': choose one of 'epoch', 'stage', 'never'"),  # was a bool
+    (["--reset_optimizer=sometimes"], "reset_optimizer='sometimes': choose one of 'epoch', 'stage', 'never'"),
+    (["--tokenizer=words", "--init_from=gpt2"], "tokenizer='words' is for models trained from scratch"),
 ])
 def test_bad_settings_fail_early(data_dir, tmp_path, monkeypatch, args, message):
     out = [] if any(a.startswith("--out_dir") for a in args) else [f"--out_dir={tmp_path}"]
@@ -155,7 +187,7 @@ def test_every_method_trains(data_dir, tmp_path, method):
     assert all(math.isfinite(r["train_loss"]) and math.isfinite(r["val_loss"]) for r in log)
     assert torch.load(tmp_path / "ckpt.pt", weights_only=True)["config"]["method"] == method
     if method == "cot":  # CoT match: the steps of questions 0 and 2 planted from the model's own
-        records = data.load_records(os.path.join(data_dir, "prosqa_test.json"))[:5]
+        records = tasks.load_records(os.path.join(data_dir, "prosqa_test.json"))[:5]
         model, vocab, cfg = sample.load(common.find_checkpoint(str(tmp_path)), "cpu")
         results = sample.run(model, vocab, records, cfg, max_new_tokens=40)
         planted = [dict(r, steps=res["text"].split("#")[0].strip().split("\n") if i in (0, 2) else ["No."])
@@ -166,19 +198,54 @@ def test_every_method_trains(data_dir, tmp_path, method):
         assert json.loads(p.stdout.strip().splitlines()[-1])["cot_em"] == pytest.approx(2 / 5)
 
 
-@pytest.mark.parametrize("reset", [True, False])
-def test_learning_rate_schedule(data_dir, tmp_path, reset):
+@pytest.mark.parametrize("reset, since_reset", [("epoch", [7, 7, 7]), ("stage", [7, 15, 7]),
+                                                ("never", [7, 15, 23])])
+def test_learning_rate_schedule(data_dir, tmp_path, reset, since_reset):
     """Cosine decay over the run and linear warmup after every optimizer reset: the rate of
-    each epoch's last step (8 steps an epoch, 16 in all), computed here by hand."""
-    train(f"--data_dir={data_dir}", f"--out_dir={tmp_path}", "--num_epochs=2", "--decay_lr=True",
-          "--learning_rate=3e-3", "--min_lr=1e-4", "--warmup_steps=20", f"--reset_optimizer={reset}")
-    cosine = lambda step: 1e-4 + 0.5 * (3e-3 - 1e-4) * (1 + math.cos(math.pi * step / 16))
-    since_reset = 7 if reset else 15  # the stage changes after epoch 1
-    expected = [cosine(7) * 8 / 20, cosine(15) * (since_reset + 1) / 20]
+    each epoch's last step (8 steps an epoch, 24 in all; stages 0, 0, 1), computed here by hand
+    for a fresh AdamW every epoch (the official run.py), at the stage change, or never."""
+    train(f"--data_dir={data_dir}", f"--out_dir={tmp_path}", "--num_epochs=3", "--epochs_per_stage=2",
+          "--decay_lr=True", "--learning_rate=3e-3", "--min_lr=1e-4", "--warmup_steps=20",
+          f"--reset_optimizer={reset}")
+    cosine = lambda step: 1e-4 + 0.5 * (3e-3 - 1e-4) * (1 + math.cos(math.pi * step / 24))
+    expected = [cosine(step) * min(1, (n + 1) / 20) for step, n in zip((7, 15, 23), since_reset)]
     assert [r["lr"] for r in read_log(str(tmp_path))] == pytest.approx(expected, rel=1e-9)
-    # and a fresh AdamW at the stage change: its step count restarts with the stage
+    # and the AdamW of the last epoch has taken as many steps as there were since its reset
     state = torch.load(tmp_path / "ckpt.pt", weights_only=True)["optimizer"]["state"]
-    assert {int(v["step"]) for v in state.values()} == {since_reset + 1}
+    assert {int(v["step"]) for v in state.values()} == {since_reset[-1] + 1}
+
+
+def test_start_from_a_cot_run_at_stage_one(data_dir, tmp_path):
+    """The paper's GSM8k recipe: a CoT run, then Coconut from its checkpoint with start_epoch =
+    epochs_per_stage. The run trains epochs 3-4 only, at stage 1, from the CoT model's weights,
+    on the schedule (learning rate) of a run whose first two epochs ran; it resumes exactly."""
+    cot = tmp_path / "cot"
+    train(f"--data_dir={data_dir}", f"--out_dir={cot}", "--num_epochs=1", "--method=cot")
+    start = ["--epochs_per_stage=2", "--num_epochs=4", "--start_epoch=2", f"--init_from={cot}/best.pt",
+             "--decay_lr=True", "--learning_rate=3e-3", "--min_lr=1e-4"]
+    train(f"--data_dir={data_dir}", f"--out_dir={tmp_path / 'full'}", *start)
+    log = read_log(str(tmp_path / "full"))
+    assert [(r["epoch"], r["stage"]) for r in log] == [(3, 1), (4, 1)]
+    cosine = lambda step: 1e-4 + 0.5 * (3e-3 - 1e-4) * (1 + math.cos(math.pi * step / 32))
+    assert [r["lr"] for r in log] == pytest.approx([cosine(23), cosine(31)], rel=1e-9)
+    # the first epoch's loss is the CoT model's at stage 1, far below a fresh model's
+    fresh = tmp_path / "fresh"
+    train(f"--data_dir={data_dir}", f"--out_dir={fresh}", *start[:3], "--decay_lr=True",
+          "--learning_rate=3e-3", "--min_lr=1e-4")
+    assert log[0]["train_loss"] < read_log(str(fresh))[0]["train_loss"] - 0.3
+    ckpt = torch.load(tmp_path / "full" / "ckpt.pt", weights_only=True)
+    assert ckpt["config"]["start_epoch"] == 2 and ckpt["epoch"] == 4
+    # a start from a checkpoint of another task or tokenizer is refused in one line
+    for other, said in (("--task=arith", "'arith'/'task'"), ("--tokenizer=words", "'prosqa'/'words'")):
+        p = train(f"--data_dir={data_dir}", f"--out_dir={tmp_path / 'other'}", *start, other, check=False)
+        assert p.returncode != 0 and f"with tokenizer='task', not {said}" in p.stderr, p.stderr[-500:]
+    # killed in epoch 4, it resumes with the same epoch 4
+    part = tmp_path / "part"
+    train_killed(8 + 3, f"--data_dir={data_dir}", f"--out_dir={part}", *start)
+    train(f"--data_dir={data_dir}", f"--out_dir={part}", *start[:3], "--init_from=resume", *start[4:])
+    resumed = read_log(str(part))
+    for key in ("epoch", "stage", "train_loss", "val_loss", "val_acc", "lr"):
+        assert [r[key] for r in resumed] == pytest.approx([r[key] for r in log], abs=1e-6), key
 
 
 def tiny_gpt2_file(path):
@@ -199,19 +266,19 @@ def tiny_gpt2_file(path):
     (path.parent / "config.json").write_text(json.dumps({"n_head": 2}))
 
 
-@pytest.mark.parametrize("vocab", ["gpt2", "task"])
-def test_train_from_pretrained_file(data_dir, tmp_path, vocab):
+@pytest.mark.parametrize("tokenizer", ["gpt2", "task"])
+def test_train_from_pretrained_file(data_dir, tmp_path, tokenizer):
     weights = tmp_path / "gpt2" / "model.safetensors"
     weights.parent.mkdir()
     tiny_gpt2_file(weights)
     out = tmp_path / "out"
     p = train(f"--data_dir={data_dir}", f"--out_dir={out}", "--num_epochs=1", f"--init_from={weights}",
-              f"--vocab={vocab}", "--n_val=8")
+              f"--tokenizer={tokenizer}", "--n_val=8")
     ckpt = torch.load(out / "ckpt.pt", weights_only=True)
     # the file sets the model's size, whatever the flags say (TINY asks for block_size=256)
     assert ckpt["model_args"]["n_embd"] == 16 and ckpt["model_args"]["block_size"] == 224
     wte = ckpt["model"]["transformer.wte.weight"]
-    assert wte.shape[0] == (50304 if vocab == "gpt2" else ckpt["model_args"]["vocab_size"])
+    assert wte.shape[0] == (50304 if tokenizer == "gpt2" else ckpt["model_args"]["vocab_size"])
     assert "1 process" in p.stdout or "1 process" in p.stderr
 
 
@@ -239,7 +306,7 @@ def test_arith_end_to_end(tmp_path):
           "--min_steps=2", "--max_steps=3", "--max_value=20", "--batch_size=16")
     meta = json.loads((d / "meta.json").read_text())
     assert meta == dict(task="arith", n_train=64, seed=0, min_steps=2, max_steps=3, max_value=20, ops="+-*/")
-    assert len(data.load_records(str(d / "arith_train.json"))) == 64
+    assert len(tasks.load_records(str(d / "arith_train.json"))) == 64
     assert [r["stage"] for r in read_log(str(out))] == [0, 1]
     p = train("--eval_only=True", f"--out_dir={out}")
     assert "arith_test.json" in p.stdout and "epoch 2, stage 1" in p.stdout
@@ -253,8 +320,8 @@ def test_prontoqa_end_to_end(tmp_path):
     train("--task=prontoqa", "--hops=2", f"--data_dir={d}", f"--out_dir={out}", "--num_epochs=2",
           "--n_train=400", "--batch_size=16", "--block_size=256", "--n_val=8", "--max_new_tokens=16")
     assert json.loads((d / "meta.json").read_text()) == dict(task="prontoqa", n_train=400, seed=0, hops=2)
-    assert all(len(r["steps"]) == 3 for r in data.load_records(str(d / "prontoqa_train.json")))
-    sizes = [len(data.load_records(str(d / f"prontoqa_{s}.json"))) for s in ("train", "valid", "test")]
+    assert all(len(r["steps"]) == 3 for r in tasks.load_records(str(d / "prontoqa_train.json")))
+    sizes = [len(tasks.load_records(str(d / f"prontoqa_{s}.json"))) for s in ("train", "valid", "test")]
     assert sizes == [400, 200, 800]  # the paper's 200 / 800 beside the train size asked for
     log = read_log(str(out))
     assert [r["stage"] for r in log] == [0, 1] and all(math.isfinite(r["val_loss"]) for r in log)
@@ -273,9 +340,9 @@ def test_prontoqa_end_to_end(tmp_path):
 
 @pytest.fixture(scope="module")
 def one_epoch(data_dir, tmp_path_factory):
-    """A finished one-epoch run, for the tests below to copy and break."""
+    """A two-epoch run killed after its first epoch, for the tests below to copy and break."""
     out = tmp_path_factory.mktemp("one_epoch") / "out"
-    train(f"--data_dir={data_dir}", f"--out_dir={out}", "--num_epochs=1")
+    train_killed(8 + 1, f"--data_dir={data_dir}", f"--out_dir={out}", "--num_epochs=2")
     return out
 
 
@@ -341,13 +408,75 @@ def test_data_errors_are_one_line(tmp_path, monkeypatch, capsys):
         (d / f"prosqa_{split}.json").write_text(json.dumps([good] * 40))
     (d / "prosqa_valid.json").write_text(json.dumps([good, dict(good, steps=[3])]))
     with pytest.raises(SystemExit, match=r"record 1: field 'steps' must be a list of strings"):
-        train_here(monkeypatch, f"--data_dir={d}", f"--out_dir={tmp_path / 'o'}", "--batch_size=8")
+        train_here(monkeypatch, f"--data_dir={d}", f"--out_dir={tmp_path / 'o'}", "--batch_size=8", "--n_train=-1")
     long_steps = dict(good, steps=["Tom is a wumpus."] * 60)  # ~360 tokens of steps
     (d / "prosqa_valid.json").write_text(json.dumps([good, long_steps]))
     with pytest.raises(SystemExit, match=r"validation example 1 needs \d+ positions, more than the context block_size=256"):
-        train_here(monkeypatch, f"--data_dir={d}", f"--out_dir={tmp_path / 'o'}", "--batch_size=8")
+        train_here(monkeypatch, f"--data_dir={d}", f"--out_dir={tmp_path / 'o'}", "--batch_size=8", "--n_train=-1")
     # a task vocabulary holds the train split's tokens: a validation word outside it is named
     (d / "prosqa_valid.json").write_text(json.dumps([good, dict(good, question="Tom is a zebra. Is Tom a wumpus?")]))
-    with pytest.raises(SystemExit, match=r"'zebra' not in this model's task vocabulary .*vocab='gpt2'.*--n_train"):
-        train_here(monkeypatch, f"--data_dir={d}", f"--out_dir={tmp_path / 'o'}", "--batch_size=8")
+    with pytest.raises(SystemExit, match=r"'zebra' not in this model's task vocabulary .*tokenizer='gpt2'.*--n_train"):
+        train_here(monkeypatch, f"--data_dir={d}", f"--out_dir={tmp_path / 'o'}", "--batch_size=8", "--n_train=-1")
     assert not os.path.exists(tmp_path / "o" / "log.jsonl")
+
+
+# -----------------------------------------------------------------------------
+# bad input: one clear line, nothing half-written, nothing silently changed
+
+def test_a_write_that_fails_leaves_no_temporary_file(data_dir, tmp_path):
+    """The first checkpoint cannot be written (a file-size limit, as a full disk would): the
+    run stops with one line saying which file and why, and leaves no temporary file."""
+    import resource
+    limit = 50_000  # bytes: the log fits, a checkpoint does not
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    p = subprocess.run([sys.executable, "train.py", *TINY, f"--data_dir={data_dir}", f"--out_dir={tmp_path}",
+                        "--num_epochs=1"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+                       preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)))
+    assert p.returncode != 0 and "Traceback" not in p.stderr
+    assert re.search(rf"could not write \S+\.pt: a file-size limit of {limit} bytes", p.stderr), p.stderr[-2000:]
+    assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp") or f.endswith(".pt")]
+
+
+def test_an_enormous_word_is_quoted_short(tmp_path, monkeypatch):
+    d = tmp_path / "data"
+    d.mkdir()
+    good = dict(question="Tom is a wumpus. Is Tom a wumpus or yumpus?", steps=["Tom is a wumpus."], answer="Tom is a wumpus.")
+    for split in ("train", "valid", "test"):
+        (d / f"prosqa_{split}.json").write_text(json.dumps([good] * 40))
+    (d / "prosqa_valid.json").write_text(json.dumps([dict(good, question="Tom is a " + "x" * 12000 + ".")]))
+    with pytest.raises(SystemExit) as e:
+        train_here(monkeypatch, f"--data_dir={d}", f"--out_dir={tmp_path / 'o'}", "--batch_size=8", "--n_train=-1")
+    assert "'xxxxxxxx" in str(e.value) and "(12000 characters)" in str(e.value) and len(str(e.value)) < 400
+
+
+@pytest.mark.parametrize("name", ["RANK", "LOCAL_RANK", "WORLD_SIZE"])
+def test_a_broken_launcher_environment_is_named(data_dir, tmp_path, monkeypatch, name):
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv(name, "zero")
+    with pytest.raises(SystemExit, match=f"environment variable {name}='zero' is not a number"):
+        train_here(monkeypatch, f"--data_dir={data_dir}", f"--out_dir={tmp_path}")
+
+
+def test_one_run_at_a_time_in_an_out_dir(data_dir, tmp_path, monkeypatch):
+    """A second run in a used out_dir is refused with the holder's pid; once the holder has
+    died, its lock is gone and a run goes ahead."""
+    holder = subprocess.Popen([sys.executable, "-c", "import common, sys, time; lock = common.claim("
+                               f"{str(tmp_path)!r}, False, False); print('held', flush=True); time.sleep(60)"],
+                              cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(SystemExit, match=f"is in use by another run \\(pid {holder.pid}\\)"):
+            train_here(monkeypatch, f"--data_dir={data_dir}", f"--out_dir={tmp_path}", "--num_epochs=1")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert (tmp_path / "lock").read_text().strip() == str(holder.pid)  # a stale lock file
+    train(f"--data_dir={data_dir}", f"--out_dir={tmp_path}", "--num_epochs=1")
+    assert len(read_log(str(tmp_path))) == 1
+
+
+def test_eval_only_says_which_settings_came_from_the_checkpoint(data_dir, one_epoch):
+    p = train("--eval_only=True", f"--out_dir={one_epoch}", "--method=cot", "--c_thought=3", "--n_val=4")
+    assert re.search(r"from the checkpoint, not the flags: .*method='coconut', c_thought=1", p.stdout)
+    result = json.loads(p.stdout.strip().splitlines()[-1])
+    assert (result["method"], result["c_thought"], result["max_latent_stage"]) == ("coconut", 1, 2)

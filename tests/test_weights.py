@@ -7,8 +7,10 @@ import struct
 import pytest
 import torch
 
+import coconut
+import data
 import weights
-from model import KVCache
+from model import GPT, GPTConfig, KVCache
 from weights import read_safetensors, write_safetensors
 
 FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures", "tiny_gpt2")
@@ -140,6 +142,8 @@ def test_safetensors_bad_files(tmp_path, case, match):
     ("layer h.x", "'h.x.ln_1.weight' has no layer number"),
     ("no wpe", "no wte.weight, wpe.weight or h.0"),
     ("config without n_head", "gives no n_head"),
+    ("wte of one dimension", r"wte.weight has shape \(3200,\), not \(rows, width\)"),
+    ("n_head not dividing", "n_head=5 does not divide the width 32"),
 ])
 def test_pretrained_bad_files(tmp_path, case, match):
     tensors = read_safetensors(os.path.join(FIXTURE, "model.safetensors"))
@@ -151,6 +155,10 @@ def test_pretrained_bad_files(tmp_path, case, match):
         del tensors["transformer.wpe.weight"]
     elif case == "config without n_head":
         (tmp_path / "config.json").write_text('{"n_layer": 2}')
+    elif case == "wte of one dimension":
+        tensors["transformer.wte.weight"] = tensors["transformer.wte.weight"].flatten()
+    elif case == "n_head not dividing":
+        (tmp_path / "config.json").write_text('{"n_head": 5}')
     write_safetensors(tensors, str(tmp_path / "model.safetensors"))
     with pytest.raises(ValueError, match=match):
         weights.from_pretrained(str(tmp_path / "model.safetensors"))
@@ -161,3 +169,63 @@ def test_safetensors_header_nested_too_deep(tmp_path):
     (tmp_path / "deep.safetensors").write_bytes(struct.pack("<Q", len(head)) + head)
     with pytest.raises(ValueError, match="nested too deeply"):
         read_safetensors(str(tmp_path / "deep.safetensors"))
+
+
+def gpt2_like_file(path, C=16, seed=0):
+    """A 1-layer GPT-2 with GPT-2's real vocabulary (50,257 rows) whose logits are all strongly
+    negative, as the real GPT-2's are (-50 to -100): its final hidden state has a large shared
+    component (here ln_f's bias, norm 10) and every token row points against it."""
+    g = torch.Generator().manual_seed(seed)
+    randn = lambda *shape, std=0.02: torch.randn(*shape, generator=g) * std
+    shared = torch.nn.functional.normalize(torch.randn(C, generator=g), dim=0)  # (C,)
+    t = {"wte.weight": randn(50257, C, std=0.3) - 6.0 * shared, "wpe.weight": randn(64, C),
+         "ln_f.weight": torch.ones(C) * 0.5, "ln_f.bias": 10.0 * shared,
+         "h.0.ln_1.weight": torch.ones(C), "h.0.ln_1.bias": torch.zeros(C),
+         "h.0.ln_2.weight": torch.ones(C), "h.0.ln_2.bias": torch.zeros(C),
+         "h.0.attn.c_attn.weight": randn(C, 3 * C, std=0.3), "h.0.attn.c_attn.bias": torch.zeros(3 * C),
+         "h.0.attn.c_proj.weight": randn(C, C, std=0.3), "h.0.attn.c_proj.bias": torch.zeros(C),
+         "h.0.mlp.c_fc.weight": randn(C, 4 * C, std=0.3), "h.0.mlp.c_fc.bias": torch.zeros(4 * C),
+         "h.0.mlp.c_proj.weight": randn(4 * C, C, std=0.3), "h.0.mlp.c_proj.bias": torch.zeros(C)}
+    write_safetensors(t, str(path))
+    (path.parent / "config.json").write_text('{"n_head": 2}')
+
+
+def unpadded(model):
+    """The same weights in a table of exactly n_tokens rows: nothing to pad, nothing to mask."""
+    n = model.config.n_tokens
+    other = GPT(GPTConfig(**{**vars(model.config), "vocab_size": n, "n_tokens": 0}))
+    sd = model.state_dict()
+    sd["transformer.wte.weight"] = sd["lm_head.weight"] = sd["transformer.wte.weight"][:n]
+    other.load_state_dict(sd)
+    return other.eval()
+
+
+@pytest.mark.parametrize("task_vocab", [False, True])
+def test_padding_rows_never_outscore_real_tokens(tmp_path, task_vocab):
+    """The pretrained path pads the embedding table to a multiple of 64; on real GPT-2 weights
+    an untrained padding row scores near 0 while every real logit is far below it. The padded
+    model's loss at step 0 and its greedy continuation must equal those of the same weights
+    without padding (the official code's table of exactly the tokens it uses)."""
+    path = tmp_path / "gpt2" / "model.safetensors"
+    path.parent.mkdir()
+    gpt2_like_file(path)
+    records = [dict(question="Tom is a wumpus. Every wumpus is a yumpus. Is Tom a yumpus or zumpus?",
+                    steps=["Tom is a wumpus.", "Every wumpus is a yumpus."], answer="Tom is a yumpus.")]
+    vocab = data.Vocab.from_records(records) if task_vocab else data.Vocab()
+    model = weights.coconut_gpt2(str(path), vocab).eval()
+    assert model.config.vocab_size % 64 == 0 and model.config.vocab_size > vocab.n_tokens  # padded
+    reference = unpadded(model)
+    with torch.no_grad():  # the fixture is GPT-2-like: real logits far below zero
+        real = reference.logits(reference(torch.tensor([vocab.encode("Tom is a")])))
+        assert real.max() < -20
+    ex = data.tokenize(records, vocab)[0]
+    for stage in (0, 1, 3):
+        batch = data.collate([data.layout(ex, vocab, "coconut", stage)], vocab)
+        with torch.no_grad():
+            losses = [coconut.lm_loss(m, coconut.latent_forward(m, batch), batch["labels"])
+                      for m in (model, reference)]
+        assert losses[0].item() == pytest.approx(losses[1].item(), rel=1e-5), stage
+        prompt = data.collate([data.layout(ex, vocab, "coconut", stage, prompt_only=True)], vocab)
+        out = [coconut.generate(m, prompt, 12, eos_id=-1) for m in (model, reference)]
+        assert torch.equal(out[0], out[1]), stage
+        assert int(out[0].max()) < vocab.n_tokens

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# The arithmetic table on a CPU, the paper's way: per seed, the CoT run (config/arith_cot_cpu.py,
+# also the CoT baseline), then Coconut, pause as thought, pause token and w/o curriculum from its
+# checkpoint at stage 1 (config/arith_cpu.py), and No-CoT from scratch; each best.pt scored on the
+# test split; then mean, spread and minimum over seeds. Two seeds run at once, one thread each
+# (on 2 cores that gets 1.3-1.4x the work of one run on both cores). Skips finished runs.
+#   bash reproduce_arith.sh [runs] [first_seed] [last_seed] [methods...]
+#   bash reproduce_arith.sh runs 0 7                       # 8 seeds, every method: hours
+#   bash reproduce_arith.sh runs 0 1 coconut pause_as_thought
+set -u
+runs=${1:-runs}; first=${2:-0}; last=${3:-7}; shift 3 2>/dev/null || shift $#
+methods=${*:-coconut pause_as_thought pause_token no_curriculum no_cot}
+mkdir -p "$runs"
+run() {  # name, train.py arguments...: train unless done, then score best.pt on the test split
+    local name=$1; shift
+    if [ ! -f "$runs/$name/test.json" ]; then
+        local t0=$SECONDS
+        python train.py "$@" --out_dir="$runs/$name" --overwrite=True > "$runs/$name.log" 2>&1 &&
+        echo "{\"wall_s\": $((SECONDS - t0))}" > "$runs/$name.time.json" &&
+        python train.py --eval_only=True --out_dir="$runs/$name" 2>&1 | tail -n 1 > "$runs/$name/test.tmp" &&
+        mv "$runs/$name/test.tmp" "$runs/$name/test.json" || echo "$name failed: see $runs/$name.log"
+    fi
+}
+seed() {  # every run of one seed, in order: CoT first, the others start from it
+    local s=$1
+    run "arith-cot-s$s" config/arith_cot_cpu.py --seed="$s"
+    for m in $methods; do
+        if [ "$m" = no_cot ]; then  # from scratch, as the paper's No-CoT
+            run "arith-$m-s$s" config/arith_cot_cpu.py --method=no_cot --seed="$s"
+        else
+            run "arith-$m-s$s" config/arith_cpu.py --method="$m" --seed="$s" \
+                --init_from="$runs/arith-cot-s$s/best.pt"
+        fi
+    done
+}
+export OMP_NUM_THREADS=1
+for ((s = first; s <= last; s += 2)); do
+    seed "$s" &
+    if ((s + 1 <= last)); then seed $((s + 1)) & fi
+    wait
+done
+python - "$runs" "$first" "$last" cot $methods <<'PY'
+import json, os, statistics, sys
+runs, first, last, methods = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4:]
+acc = {}
+for m in methods:
+    for s in range(first, last + 1):
+        path = os.path.join(runs, f"arith-{m}-s{s}", "test.json")
+        if os.path.isfile(path):
+            acc.setdefault(m, {})[s] = 100 * json.load(open(path))["val_acc"]
+print(f"{'method':18} {'seeds':>5} {'mean':>6} {'std':>5} {'min':>5}  per seed")
+for m, by_seed in acc.items():
+    xs = list(by_seed.values())
+    std = statistics.stdev(xs) if len(xs) > 1 else 0.0
+    print(f"{m:18} {len(xs):>5} {statistics.mean(xs):6.2f} {std:5.2f} {min(xs):5.1f}  "
+          + " ".join(f"{x:.1f}" for x in xs))
+if "coconut" in acc and "pause_as_thought" in acc:
+    lead = [acc["coconut"][s] - acc["pause_as_thought"][s] for s in acc["coconut"] if s in acc["pause_as_thought"]]
+    if lead:
+        std = statistics.stdev(lead) if len(lead) > 1 else 0.0
+        print(f"{'lead over pause':18} {len(lead):>5} {statistics.mean(lead):6.2f} {std:5.2f} {min(lead):5.1f}  "
+              + " ".join(f"{x:+.1f}" for x in lead))
+PY
