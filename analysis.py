@@ -45,7 +45,7 @@ def check(analyze, plot, question, cfg, trained):
         raise SystemExit(f"--plot draws a ProsQA question's graph; this model was trained on {cfg['task']!r}")
 
 
-def short(text, n=70):
+def short(text, n=40):
     return text if len(text) <= 2 * n + 5 else text[:n] + " ... " + text[-n:]
 
 

@@ -2,10 +2,13 @@
 Measured speed of Coconut's latent loop, each figure against its baseline, in one run:
 
 1. a training step at the last stage (6 thoughts) through the cached latent loop, against the
-   same tokens as one plain forward (CoT-equivalent) and against the recompute-per-thought loop;
+   same tokens as one plain forward (CoT-equivalent) and against the recompute-per-thought loop
+   (on CUDA also in the other precision: exact float32 against bfloat16 autocast);
 2. answering N questions with batched, KV-cached generation, against one question at a time
    with the whole prefix recomputed for every new token (the official implementation's way);
-3. one continuous thought at batch 1 (eager, and compiled on CUDA) next to its bandwidth floor.
+3. one continuous thought at batch 1 (eager, and compiled on CUDA) next to its bandwidth floor;
+4. the quick start's small model: its training step at every stage, with GPT-2's BPE ids (the
+   config) and with whole-word tokens, and the training time each projects.
 
 Random weights: this measures speed only. The last line printed is one JSON object.
 
@@ -51,7 +54,7 @@ repeats = 5  # timed calls per measurement; the median is reported
 latent_iters = 50  # thoughts per timed call of the latent step
 peak_flops = 0.0  # the device's peak FLOP/s for MFU; 0: looked up by device name (GPUs only)
 mem_bandwidth = 0.0  # the device's memory bandwidth in bytes/s; 0: looked up by device name
-quickstart_steps = 10  # 4.: training steps per timed call, per stage, per config (0: skip it)
+quickstart_steps = 10  # 4.: training steps per timed call, per stage, per tokenizer (0: skip it)
 seed = 0
 # -----------------------------------------------------------------------------
 QUICK = dict(n_layer=2, n_head=2, n_embd=64, question_len=48, question_spread=8, batch_size=2,
@@ -131,7 +134,8 @@ cot_batch = dict(batch, latent=torch.zeros_like(batch["latent"]), n_latent=0)  #
 prompts = [data.layout(ex, vocab, **last_stage, prompt_only=True) for ex in examples[:n_gen]]
 gen_batch = data.collate(prompts, vocab, device)
 
-model = GPT(GPTConfig(vocab_size=vocab.size, n_layer=n_layer, n_head=n_head, n_embd=n_embd)).to(device)
+model = GPT(GPTConfig(vocab_size=vocab.size, n_tokens=vocab.n_tokens, n_layer=n_layer, n_head=n_head,
+                      n_embd=n_embd)).to(device)
 speedups.enable(model, device_type, eager_float32=ptdtype == torch.float32)  # as train.py does
 B, T = batch["idx"].shape
 n_tokens = int(batch["mask"].sum())  # real tokens, padding excluded
@@ -284,12 +288,12 @@ kv_bytes = sum(t[:, :, :start + 1].numel() * t.element_size() for t in cache.k +
 t_floor = None if bandwidth is None else (weight_bytes + kv_bytes) / bandwidth
 
 # -----------------------------------------------------------------------------
-# 4. the quick start (config/prosqa_cpu.py) against its previous config: the small model's
-# training step at every stage of the curriculum, the two configs timed in turns, and each one's
+# 4. the quick start (config/prosqa_cpu.py) against the same with whole-word tokens: the small
+# model's training step at every stage of the curriculum, the two timed in turns, and each one's
 # training time projected from them (its steps per epoch, its epochs; validation not counted:
-# docs/performance.md has both quick starts run side by side, whole)
+# docs/performance.md has both run whole, side by side, and what the words cost in accuracy)
 
-QUICKSTART_BEFORE = dict(tokenizer="task", n_train=28000)  # config/prosqa_cpu.py until 2026-12-04
+QUICKSTART_OTHER = dict(tokenizer="words")
 
 
 def quickstart_steps_timed(cfgs, n_steps):
@@ -333,7 +337,7 @@ if quickstart_steps > 0:
     train_defaults = defaults_of(os.path.join(os.path.dirname(os.path.abspath(__file__)), "train.py"))
     now = configure(train_defaults, [os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                                   "config", "prosqa_cpu.py")])
-    cfgs = dict(before={**now, **QUICKSTART_BEFORE}, now=now)
+    cfgs = dict(now=now, words={**now, **QUICKSTART_OTHER})
     times = quickstart_steps_timed(cfgs, quickstart_steps)
     quickstart = {}
     for name, c in cfgs.items():
@@ -371,14 +375,13 @@ print(f"  {'bandwidth floor':42} {fmt(t_floor and t_floor * 1e6, '10.1f'):>10} u
       f"({(weight_bytes + kv_bytes) / 1e6:.0f} MB at {fmt(bandwidth and bandwidth / 1e12, '.2f')} TB/s)")
 
 if quickstart:
-    b, n = quickstart["before"], quickstart["now"]
+    n, w = quickstart["now"], quickstart["words"]
     print(f"\nquick start (config/prosqa_cpu.py, float32): the small model's training step at "
           f"each stage, {quickstart_steps} steps a call; training time projected (no validation)")
     print(f"  {'':42} {'tokens/s':>10} {'train s':>10}")
-    for name, q in (("previous config " + str(QUICKSTART_BEFORE), b), ("config/prosqa_cpu.py", n)):
+    for name, q in (("config/prosqa_cpu.py (GPT-2 BPE ids)", n), ("the same, tokenizer='words'", w)):
         print(f"  {name:42} {q['tokens_per_s']:10.0f} {q['train_s']:10.0f}")
-    print(f"  tokens/s {n['tokens_per_s'] / b['tokens_per_s']:.2f}x, training time "
-          f"{b['train_s'] / n['train_s']:.2f}x shorter")
+    print(f"  whole words: training time {n['train_s'] / w['train_s']:.2f}x shorter")
 
 r = lambda x, n=4: None if x is None else float(f"{x:.{n}g}")  # 4 significant digits
 print(json.dumps(dict(
@@ -395,8 +398,8 @@ print(json.dumps(dict(
     latent_step_us=r(t_thought * 1e6), latent_step_us_compiled=r(t_thought_compiled and t_thought_compiled * 1e6),
     latent_step_floor_us=r(t_floor and t_floor * 1e6),
     quickstart_tokens_per_s=quickstart and r(quickstart["now"]["tokens_per_s"]),
-    quickstart_tokens_per_s_before=quickstart and r(quickstart["before"]["tokens_per_s"]),
     quickstart_train_s=quickstart and r(quickstart["now"]["train_s"]),
-    quickstart_train_s_before=quickstart and r(quickstart["before"]["train_s"]),
-    quickstart_train_time_ratio=quickstart and r(quickstart["before"]["train_s"] / quickstart["now"]["train_s"]),
+    quickstart_words_tokens_per_s=quickstart and r(quickstart["words"]["tokens_per_s"]),
+    quickstart_words_train_s=quickstart and r(quickstart["words"]["train_s"]),
+    quickstart_words_speedup=quickstart and r(quickstart["now"]["train_s"] / quickstart["words"]["train_s"]),
 )))

@@ -1,14 +1,15 @@
-# Coconut on a small ProsQA variant, from scratch, on a laptop CPU (2 cores):
+# Coconut on a small ProsQA variant, from scratch, on a laptop CPU (2 cores; README: how long):
 #   python train.py config/prosqa_cpu.py                  # Coconut
 #   python train.py config/prosqa_cpu.py --method=cot --out_dir=out-cot
-# Graphs of 8 generated nodes with 2-3 hop answers (85% / 15%), ~45-word questions.
+# Graphs of 8 generated nodes with 2-3 hop answers (85% / 15%), ~71-token questions.
 task = "prosqa"
-data_dir = "data/prosqa_cpu"
-n_train = 20000  # 625 steps of 32 per epoch
+data_dir = "data/prosqa_small"
+n_train = 28000  # 875 steps of 32 per epoch
 n_nodes = 8
 min_hops = 2
 max_hops = 3
-tokenizer = "words"  # whole words: " wumpus" one id, not three; 87 of them, a 128-row table
+tokenizer = "task"  # ~100 GPT-2 tokens instead of 50,257: a 128-row embedding table (whole
+# words, tokenizer="words", are 1.4-1.8x faster but less accurate here: docs/performance.md)
 # a 2-layer, 128-wide GPT-2 from scratch (0.41M parameters without the position table)
 init_from = "scratch"
 n_layer = 2
@@ -32,4 +33,4 @@ decay_lr = True
 min_lr = 1e-4
 weight_decay = 0.01
 eval_batch_size = 300
-max_new_tokens = 32  # the longest chain of thought and answer is 27 words
+max_new_tokens = 48  # the longest chain of thought and answer is 45 tokens

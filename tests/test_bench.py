@@ -11,7 +11,8 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIGURES = ["train_ms_coconut", "train_ms_cot", "train_ms_reference", "train_tokens_per_s",
            "train_step_ratio_vs_cot", "train_speedup_vs_reference", "gen_questions_per_s",
-           "gen_recompute_questions_per_s", "generate_speedup_vs_recompute", "latent_step_us"]
+           "gen_recompute_questions_per_s", "generate_speedup_vs_recompute", "latent_step_us",
+           "quickstart_tokens_per_s", "quickstart_train_s", "quickstart_words_speedup"]
 GPU_ONLY = ["mfu", "mfu_cot", "latent_step_floor_us",  # None on CPU: no datasheet figures there
             "train_ms_coconut_other_dtype"]  # the step in the other precision: CUDA only
 
