@@ -13,7 +13,10 @@ def test_reading_order_matches_the_tree():
         readme = f.read()
     block = readme.split("## Reading order", 1)[1].split("```")[1]
     listed = {name: int(n) for name, n in re.findall(r"^(\w+\.py)\s+(\d+)\s", block, re.M)}
-    files = {os.path.basename(p): sum(1 for _ in open(p)) for p in glob.glob(os.path.join(ROOT, "*.py"))}
+    files = {}
+    for path in glob.glob(os.path.join(ROOT, "*.py")):
+        with open(path) as f:
+            files[os.path.basename(path)] = sum(1 for _ in f)
     assert listed == files
     for script in re.findall(r"^(\S+\.sh)", block, re.M):
         assert os.path.isfile(os.path.join(ROOT, script)), script
