@@ -20,7 +20,8 @@ import torch.nn.functional as F
 
 import coconut
 import data
-import tasks
+import scoring
+from tasks import prontoqa, prosqa
 
 CATEGORIES = ("correct path", "longer path", "hallucination", "wrong target",
               "correct label", "incorrect label")
@@ -67,14 +68,14 @@ def name_values(model, vocab, ex, k, cfg, head, names):
     return (lp * (y != -100)).sum(1).exp().tolist()  # product of the name's probabilities
 
 
-def thought_values(model, vocab, record, ex, n, cfg):
-    """[{name: value} after 1..n thoughts]: ProsQA's nodes (when the record has its graph) or
+def thought_values(model, vocab, record, ex, n_latent, cfg):
+    """[{name: value} after 1..n_latent thoughts]: ProsQA's nodes (when the record has its graph) or
     ProntoQA's concepts; None for other tasks (sample.py then shows the decoded tokens)."""
     if has_graph(record):
         sym = record["idx_to_symbol"]
-        return [{sym[v]: p for v, p in d.items()} for d in node_values(model, vocab, record, ex, n, cfg)]
+        return [{sym[v]: p for v, p in d.items()} for d in node_values(model, vocab, record, ex, n_latent, cfg)]
     if cfg["task"] == "prontoqa":
-        return concept_values(model, vocab, record, ex, n, cfg)
+        return concept_values(model, vocab, record, ex, n_latent, cfg)
     return None
 
 
@@ -82,7 +83,7 @@ def thought_values(model, vocab, record, ex, n, cfg):
 # ProsQA. A record carries its graph: idx_to_symbol, edges [parent, child], root, target.
 
 def graph(record):
-    return tasks.adjacency(len(record["idx_to_symbol"]), record["edges"])
+    return prosqa.adjacency(len(record["idx_to_symbol"]), record["edges"])
 
 
 def has_graph(record):
@@ -92,16 +93,16 @@ def has_graph(record):
 def check_graph(records):
     if not all(has_graph(r) for r in records):
         raise SystemExit("the analyses need ProsQA records with their graph (edges, "
-                         "idx_to_symbol, root, target), as tasks.py generates them")
+                         "idx_to_symbol, root, target), as tasks/prosqa.py generates them")
 
 
-def node_values(model, vocab, record, ex, K, cfg):
-    """[{node: value} after 1, 2, ..., K thoughts] over every concept node (a person's name
+def node_values(model, vocab, record, ex, n_latent, cfg):
+    """[{node: value} after 1, 2, ..., n_latent thoughts] over every concept node (a person's name
     never follows "Every")."""
     _, parents = graph(record)
     nodes = [v for v in range(len(record["idx_to_symbol"])) if parents[v]]
     names = [" " + record["idx_to_symbol"][v] for v in nodes]
-    return [dict(zip(nodes, name_values(model, vocab, ex, k, cfg, "Every", names))) for k in range(1, K + 1)]
+    return [dict(zip(nodes, name_values(model, vocab, ex, k, cfg, "Every", names))) for k in range(1, n_latent + 1)]
 
 
 def frontier_values(model, vocab, record, ex, k, cfg):
@@ -112,14 +113,14 @@ def frontier_values(model, vocab, record, ex, k, cfg):
     to the nearest leaf.
     """
     children, _ = graph(record)
-    dist = tasks.bfs(children, record["root"])
+    dist = prosqa.bfs(children, record["root"])
     nodes = [v for v, d in dist.items() if d == k // cfg["c_thought"]]  # step k/c names them
     if not nodes:  # the graph is shallower than k steps
         return []
     values = name_values(model, vocab, ex, k, cfg, "Every", [" " + record["idx_to_symbol"][v] for v in nodes])
     out = []
     for v, value in zip(nodes, values):
-        reach = tasks.bfs(children, v)
+        reach = prosqa.bfs(children, v)
         height = min(d for u, d in reach.items() if not children[u])
         out.append((v, value, record["target"] in reach, height))
     return sorted(out, key=lambda x: -x[1])
@@ -138,7 +139,7 @@ def classify(record, text):
       part in thoughts counts as the shortest way from the root to where the text starts);
     - otherwise (a valid path to another node, or a wrong answer): 'wrong target'.
     """
-    correct = data.answer_of(text) == data.answer_of(record["answer"])
+    correct = scoring.answer_of(text) == scoring.answer_of(record["answer"])
     lines = [s.strip() for s in text.split("#")[0].split("\n") if s.strip()]
     if not lines:
         return "correct label" if correct else "incorrect label"
@@ -153,7 +154,7 @@ def classify(record, text):
         if (p, c) not in edges or (path and path[-1] != p):
             return "hallucination"
         path += [p, c] if not path else [c]
-    dist = tasks.bfs(graph(record)[0], record["root"])
+    dist = prosqa.bfs(graph(record)[0], record["root"])
     if path[0] not in dist:
         return "hallucination"
     if path[-1] != record["target"] or not correct:
@@ -166,7 +167,7 @@ def draw(model, vocab, record, result, cfg, path):
     """The latent search of one question, written to path (a PNG)."""
     import plot  # matplotlib is needed only here
     ex = data.tokenize([record], vocab, questions_only=True)[0]
-    values = node_values(model, vocab, record, ex, result["n_thoughts"], cfg)
+    values = node_values(model, vocab, record, ex, result["n_latent"], cfg)
     verdict = "" if result["correct"] is None else " (right)" if result["correct"] else " (wrong)"
     query = record["question"][record["question"].rindex(" Is ") + 1:]
     title = f"{query}   The model answers \"{result['answer']}\"{verdict}"
@@ -175,10 +176,10 @@ def draw(model, vocab, record, result, cfg, path):
     return path
 
 
-def print_frontier(model, vocab, records, cfg, K):
+def print_frontier(model, vocab, records, cfg, n_latent):
     check_graph(records)
     examples = data.tokenize(records, vocab, questions_only=True)  # answers may hold unknown words
-    ks = range(cfg["c_thought"], K + 1, cfg["c_thought"])  # one step per c thoughts
+    ks = range(cfg["c_thought"], n_latent + 1, cfg["c_thought"])  # one step per c thoughts
     values = {k: {True: [], False: []} for k in ks}  # by whether the node reaches the target
     for i, (record, ex) in enumerate(zip(records, examples)):
         sym = record["idx_to_symbol"]
@@ -229,12 +230,12 @@ def pronto_concepts(question):
     return m[1], sorted({c.lower() for c in PRONTO_CONCEPT.findall(question)})
 
 
-def concept_values(model, vocab, record, ex, K, cfg):
-    """[{concept: value} after 1, 2, ..., K thoughts] over the question's concepts."""
+def concept_values(model, vocab, record, ex, n_latent, cfg):
+    """[{concept: value} after 1, 2, ..., n_latent thoughts] over the question's concepts."""
     entity, concepts = pronto_concepts(record["question"])
-    names = [" " + tasks.with_article(c) for c in concepts]
+    names = [" " + prontoqa.with_article(c) for c in concepts]
     return [dict(zip(concepts, name_values(model, vocab, ex, k, cfg, f"{entity} is", names)))
-            for k in range(1, K + 1)]
+            for k in range(1, n_latent + 1)]
 
 
 # -----------------------------------------------------------------------------
@@ -272,7 +273,7 @@ def print_values(records, results, c_thought):
             h[1] += values[step] in said
             h[2] += 1
     accuracy = sum(r["correct"] for r in results) / max(len(results), 1)
-    print(f"{len(records)} questions, {max(r['n_thoughts'] for r in results)} thoughts, accuracy {accuracy:.3f}; "
+    print(f"{len(records)} questions, {max(r['n_latent'] for r in results)} thoughts, accuracy {accuracy:.3f}; "
           "each thought decoded through the LM head, against the result of the step it replaced")
     print(f"{'thought':>7}  {'step':>4}  {'top-1':>6}  {'top-5':>6}  questions  its commonest top-1 tokens")
     for j, (t1, t5, n) in sorted(hits.items()):

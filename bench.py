@@ -27,11 +27,12 @@ from statistics import median
 import torch
 
 import coconut
-import common
 import data
+import devices
 import speedups
 import tasks
-from configurator import configure, defaults_of
+import configurator
+from configurator import configure
 from model import GPT, GPTConfig, KVCache
 
 # -----------------------------------------------------------------------------
@@ -45,7 +46,7 @@ n_head = 12
 n_embd = 768
 question_len = 360  # ProsQA questions are ~360 GPT-2 tokens long
 question_spread = 40  # each question's length is drawn from question_len +- question_spread
-n_thoughts = 6  # ProsQA's last stage: 6 steps x 1 thought per step
+n_latent = 6  # ProsQA's last stage: 6 steps x 1 thought per step
 batch_size = 0  # training rows; 0: 4 on CPU, 16 on CUDA
 n_gen = 0  # questions to answer; 0: 4 on CPU, 32 on CUDA
 max_new_tokens = 64  # every question gets exactly this many new tokens (no stop at <eos>)
@@ -71,7 +72,7 @@ globals().update(settings)
 PEAK_BF16_FLOPS = {"H100 PCIe": 756e12, "H100": 989e12, "H200": 989e12, "A100": 312e12}  # dense
 MEM_BANDWIDTH = {"H100 PCIe": 2.0e12, "H100": 3.35e12, "H200": 4.8e12, "A100": 2.0e12}  # bytes/s
 
-device, ptdtype, autocast = common.setup_device(device, dtype)
+device, ptdtype, autocast = devices.setup(device, dtype)
 device_type = device.split(":")[0]
 dtype = str(ptdtype).removeprefix("torch.")
 batch_size = batch_size or (16 if device_type == "cuda" else 4)
@@ -118,17 +119,17 @@ def timed(*fns, burn_in=burn_in, repeats=repeats):
 
 # -----------------------------------------------------------------------------
 # ProsQA-shaped examples of random tokens, laid out at the last stage: question, <bot>,
-# n_thoughts x <latent>, <eot>, answer (every language step replaced by a thought)
+# n_latent x <latent>, <eot>, answer (every language step replaced by a thought)
 
 torch.manual_seed(seed)
 rng = random.Random(seed)
 vocab = data.Vocab()  # GPT-2's ids; the markers come after <|endoftext|>
 rand_ids = lambda n: [rng.randrange(data.EOS) for _ in range(n)]  # ordinary tokens, never a marker
 examples = [dict(question=rand_ids(rng.randint(question_len - question_spread, question_len + question_spread)),
-                 steps=[rand_ids(8)] * n_thoughts,  # dropped at the last stage: only their count matters
+                 steps=[rand_ids(8)] * n_latent,  # dropped at the last stage: only their count matters
                  answer=rand_ids(9) + [vocab.eos])
             for _ in range(max(batch_size, n_gen))]
-last_stage = dict(method="coconut", stage=n_thoughts + 1, max_latent_stage=n_thoughts)
+last_stage = dict(method="coconut", stage=n_latent + 1, max_latent_stage=n_latent)
 batch = data.collate([data.layout(ex, vocab, **last_stage) for ex in examples[:batch_size]], vocab, device)
 cot_batch = dict(batch, latent=torch.zeros_like(batch["latent"]), n_latent=0)  # <latent> as a token
 prompts = [data.layout(ex, vocab, **last_stage, prompt_only=True) for ex in examples[:n_gen]]
@@ -299,7 +300,7 @@ QUICKSTART_OTHER = dict(tokenizer="words")
 def quickstart_steps_timed(cfgs, n_steps):
     """{name: {stage: (seconds a step, real tokens a step)}} for each config in cfgs, the
     configs' steps timed in turns, on one sample of the quick start's data (float32, eager)."""
-    knobs = {k: cfgs["now"][k] for k in tasks.KNOBS["prosqa"]}
+    knobs = tasks.knobs_of("prosqa", cfgs["now"])
     records = tasks.make_splits("prosqa", 32 * n_steps * 4, 0, 0, seed=seed, **knobs)[0]
     runs = {}
     for name, c in cfgs.items():
@@ -322,7 +323,7 @@ def quickstart_steps_timed(cfgs, n_steps):
 
             def call(m=m, opt=opt, batches=batches):
                 for b in batches:
-                    coconut.train_step(m, [b])
+                    coconut.forward_backward(m, [b])
                     opt.step()
                     opt.zero_grad(set_to_none=True)
             calls[name] = (call, sum(int(b["mask"].sum()) for b in batches) / n_steps)
@@ -334,7 +335,7 @@ def quickstart_steps_timed(cfgs, n_steps):
 
 quickstart = None
 if quickstart_steps > 0:
-    train_defaults = defaults_of(os.path.join(os.path.dirname(os.path.abspath(__file__)), "train.py"))
+    train_defaults = configurator.train_defaults()
     now = configure(train_defaults, [os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                                   "config", "prosqa_cpu.py")])
     cfgs = dict(now=now, words={**now, **QUICKSTART_OTHER})
@@ -352,7 +353,7 @@ if quickstart_steps > 0:
 
 fmt = lambda x, spec: "-" if x is None else format(x, spec)
 print(f"\ntraining step: batch {B} x {T} columns ({n_tokens} real tokens, {n_labels} labelled), "
-      f"{n_thoughts} thoughts, forward + backward + AdamW")
+      f"{n_latent} thoughts, forward + backward + AdamW")
 print(f"  {'':42} {'ms/step':>10} {'tokens/s':>10} {'MFU':>7}  {'vs coconut':>10}")
 for name, t in (("coconut: cached latent loop", t_coconut), ("CoT-equivalent: one forward, no thoughts", t_cot),
                 ("reference: recompute per thought", t_reference)):
@@ -362,7 +363,7 @@ if t_other is not None:
           f"{'':7}  {t_other / t_coconut:9.2f}x")
 print(f"  coconut / CoT {median(ratios_vs_cot):.2f}x, the median of {len(ratios_vs_cot)} rounds "
       f"({', '.join(f'{x:.3f}' for x in ratios_vs_cot)}); speed-up over reference {t_reference / t_coconut:.1f}x")
-print(f"\ngeneration: {n_gen} questions ({gen_batch['idx'].size(1)}-column prompts), {n_thoughts} "
+print(f"\ngeneration: {n_gen} questions ({gen_batch['idx'].size(1)}-column prompts), {n_latent} "
       f"thoughts + {max_new_tokens} greedy tokens each")
 print(f"  {'':42} {'seconds':>10} {'questions/s':>12}")
 for name, t in (("batched, KV cache (coconut.generate)", t_gen), ("one at a time, full recompute", t_recompute)):
@@ -386,7 +387,7 @@ if quickstart:
 r = lambda x, n=4: None if x is None else float(f"{x:.{n}g}")  # 4 significant digits
 print(json.dumps(dict(
     device=device_name, dtype=dtype, load_avg=load(), n_params=model.num_params(), batch_size=B, seq_len=T,
-    n_thoughts=n_thoughts, n_gen=n_gen, max_new_tokens=max_new_tokens,
+    n_latent=n_latent, n_gen=n_gen, max_new_tokens=max_new_tokens,
     train_ms_coconut=r(t_coconut * 1e3), train_ms_cot=r(t_cot * 1e3), train_ms_reference=r(t_reference * 1e3),
     train_tokens_per_s=r(n_tokens / t_coconut), train_tokens_per_s_cot=r(n_tokens / t_cot),
     train_step_ratio_vs_cot=r(median(ratios_vs_cot)), train_step_ratio_rounds=[r(x) for x in ratios_vs_cot],

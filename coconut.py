@@ -23,7 +23,12 @@ from model import KVCache
 
 
 def latent_forward(model, batch, cache=None):
-    """Final hidden states (B, T, C) of a batch whose thoughts are continuous (the fast loop)."""
+    """Final hidden states (B, T, C) of a batch whose thoughts are continuous (the fast loop).
+
+    The batch (data.collate) holds idx (B, T) token ids, pos (B, T) positions, mask (B, T) real
+    tokens, latent (B, T) the columns whose input is a continuous thought, and start, n_latent:
+    those columns are [start, start + n_latent) in every row that has them. The pause methods'
+    slots are <pause> tokens, not latent, so their batch is one ordinary forward."""
     idx, pos, mask, latent = batch["idx"], batch["pos"], batch["mask"], batch["latent"]
     start, end, T = batch["start"], batch["start"] + batch["n_latent"], idx.size(1)
     x = model.transformer.wte(idx)  # (B, T, C); thought columns are replaced pass by pass
@@ -65,10 +70,10 @@ def lm_loss(model, h, labels, n_labels=None):
     return F.cross_entropy(logits.float(), y[keep], reduction="sum") / n_labels
 
 
-def train_step(model, batches, autocast=nullcontext(), ddp=False):
-    """Forward and backward over a step's micro-batches (and, with ddp, every rank's). The
-    gradient equals that of one batch holding them all: each loss is a sum over labels divided
-    by the whole step's label count. Returns the step's loss."""
+def forward_backward(model, batches, autocast=nullcontext(), ddp=False):
+    """Forward and backward over a training step's micro-batches (and, with ddp, every rank's);
+    the caller steps the optimizer. The gradient equals that of one batch holding them all:
+    each loss is a sum over labels divided by the whole step's label count. Returns the loss."""
     n_labels = sum((b["labels"][:, 1:] != -100).sum() for b in batches)
     if ddp:
         dist.all_reduce(n_labels)

@@ -1,19 +1,22 @@
 """
 Data for Coconut: the stage-k curriculum layout and the collator, GPT-2's tokenizer, and the
-vocabulary a model reads (GPT-2's, or only the tokens or words of its training split).
+vocabulary a model reads (GPT-2's, or only the tokens or words of its training split). The
+records themselves, {question, steps, answer}, come from the tasks in tasks/ (one file each).
 
 At stage k of the curriculum, the first k language steps of an example's chain of thought are
-replaced by k*c continuous thoughts (c = c_thought), marked by <bot> and <eot>:
+replaced by k*c continuous thoughts (c = c_thought; here c = 1 and K = max_latent_stage = 3):
 
-    stage 0:  question\n <bot> <eot> step1 step2 step3 ### answer <eos>            (CoT)
-    stage 1:  question\n <bot> [h] <eot> step2 step3 ### answer <eos>
-    stage 2:  question\n <bot> [h] [h] <eot> step3 ### answer <eos>
-    stage 3+: question\n <bot> [h] [h] [h] <eot> ### answer <eos>                   (K = 3)
+```
+stage 0:  question  <bot> <eot>             step 1  step 2  step 3  ### answer     (= CoT)
+stage 1:  question  <bot> [h] <eot>                 step 2  step 3  ### answer
+stage 2:  question  <bot> [h] [h] <eot>                     step 3  ### answer
+stage 3:  question  <bot> [h] [h] [h] <eot>                         ### answer
+```
 
 Each [h] is a <latent> placeholder whose input embedding coconut.py replaces by the previous
 position's last hidden state. Labels cover only what follows <eot>: the thoughts are never
-supervised, the language after them is. The data files (the official {question, steps, answer}
-JSON, the synthetic tasks that make them) are tasks.py's.
+supervised, the language after them is. Past stage K every step is dropped, and K*c thoughts
+stay in their place.
 
     python -c "import data; print(data.stage_plan(3, 'coconut', 2, 1, 3, True))"
 """
@@ -28,39 +31,53 @@ from tiktoken.load import data_gym_to_mergeable_bpe_ranks
 # -----------------------------------------------------------------------------
 # The curriculum: which steps an example keeps at each stage, and how a batch is laid out
 
-METHODS = ("coconut", "cot", "no_cot", "pause_token", "no_thoughts", "pause_as_thought",
-           "no_curriculum")
+
+class Method(NamedTuple):
+    """A method is what it does to the chain of thought (the paper's Table 1 rows)."""
+    stage: object  # None: the curriculum's stage of the epoch; 0 (CoT) or "last" throughout
+    slot: str  # what fills a thought slot: "latent" (a continuous thought), "pause", or "" (none)
+    marked: bool  # whether <bot> and <eot> surround the slots
+
+
+METHODS = {
+    "coconut": Method(None, "latent", True),
+    "pause_as_thought": Method(None, "pause", True),  # the curriculum with a fixed <pause> embedding
+    # in the slots: no thought depends on another, so its batch is one ordinary forward
+    "no_thoughts": Method(None, "", False),  # the curriculum drops steps, nothing takes their place
+    "cot": Method(0, "", False),
+    "no_cot": Method("last", "", False),  # question, then answer
+    "pause_token": Method("last", "pause", False),  # No-CoT with <pause> tokens, as many as thoughts
+    "no_curriculum": Method("last", "latent", True),  # straight to the last stage
+}
+
+
+def has_stages(method):
+    """Whether a run of this method counts stages (when a 'stage' optimizer reset happens, what
+    the log shows): all but the plain language models, CoT and No-CoT."""
+    m = METHODS[method]
+    return m.stage is None or m.slot != ""
 
 
 class Plan(NamedTuple):
     """What an example looks like at one stage of a method's curriculum."""
     dropped: int  # language steps removed from the front of the chain
-    n_latent: int  # thought slots in their place (<latent>, or <pause> for the pause methods)
-    marked: bool  # whether <bot> and <eot> surround the thoughts
+    n_slots: int  # thought slots in their place (<latent>, or <pause> for the pause methods)
+    marked: bool  # whether <bot> and <eot> surround the slots
 
 
 def stage_plan(n_steps, method, stage, c_thought, max_latent_stage, pad_latent_to_max):
     """The Plan of an example with n_steps language steps at a curriculum stage.
 
-    At stage k the first min(k, n_steps) steps are dropped, for k > K all of them. Thoughts:
+    At stage k the first min(k, n_steps) steps are dropped, for k > K all of them. Slots:
     min(k, K)*c with pad_latent_to_max (every config of the paper's recipe pads), else
     min(k, K, n_steps)*c, in training and in evaluation alike. (The official code, unpadded,
     gives k*c in training at k <= K even to an example with fewer steps, but min(k, K,
     n_steps)*c in evaluation; we keep the two the same.)"""
-    K = max_latent_stage
-    if method == "cot":
-        return Plan(0, 0, False)
-    if method == "no_cot":
-        return Plan(n_steps, 0, False)
-    if method == "pause_token":  # no-CoT with as many <pause> tokens as Coconut's thoughts
-        return Plan(n_steps, K * c_thought, False)
-    if method == "no_curriculum":  # straight to the last stage
-        stage = K + 1
+    m, K = METHODS[method], max_latent_stage
+    stage = stage if m.stage is None else K + 1 if m.stage == "last" else m.stage
     dropped = n_steps if stage > K else min(stage, n_steps)
     n = min(stage, K) if pad_latent_to_max else min(stage, K, n_steps)
-    if method == "no_thoughts":  # the curriculum drops steps but puts nothing in their place
-        return Plan(dropped, 0, False)
-    return Plan(dropped, n * c_thought, True)  # coconut, pause_as_thought, no_curriculum
+    return Plan(dropped, n * c_thought if m.slot else 0, m.marked)
 
 
 def sample_stage(rng, n_steps, stage, uniform_prob):
@@ -81,14 +98,14 @@ def layout(ex, vocab, method, stage, c_thought=1, max_latent_stage=6, pad_latent
            n_latent=None, prompt_only=False):
     """The Row of a tokenized example at a curriculum stage.
 
-    n_latent overrides the number of thoughts (inference with more or fewer than trained).
-    prompt_only stops after the thoughts: what generation starts from.
+    n_latent overrides the number of thought slots (inference with more or fewer than
+    trained; ignored by a method without slots). prompt_only stops after the slots: what
+    generation starts from.
     """
     plan = stage_plan(len(ex["steps"]), method, stage, c_thought, max_latent_stage, pad_latent_to_max)
-    n = plan.n_latent
-    if n_latent is not None and (plan.marked or method == "pause_token"):
-        n = n_latent
-    thought = vocab.pause if method in ("pause_token", "pause_as_thought") else vocab.latent
+    slot = METHODS[method].slot
+    n = plan.n_slots if n_latent is None or not slot else n_latent
+    thought = vocab.pause if slot == "pause" else vocab.latent
     prefix = ex["question"] + [vocab.bot] * plan.marked + [thought] * n + [vocab.eot] * plan.marked
     rest = [] if prompt_only else [t for s in ex["steps"][plan.dropped:] for t in s] + ex["answer"]
     return Row(prefix + rest, [-100] * len(prefix) + rest, len(ex["question"]) + plan.marked)
@@ -102,10 +119,10 @@ def prompt(ex, vocab, cfg, n_latent=None):
                   n_latent=n_latent, prompt_only=True)
 
 
-def trained_thoughts(cfg):
+def trained_n_latent(cfg):
     """Thoughts (or <pause> slots) a model saw at its last stage: K*c, or 0 for CoT."""
     K = cfg["max_latent_stage"]
-    return stage_plan(0, cfg["method"], K + 1, cfg["c_thought"], K, True).n_latent
+    return stage_plan(0, cfg["method"], K + 1, cfg["c_thought"], K, True).n_slots
 
 
 def collate(rows, vocab, device="cpu"):
@@ -211,6 +228,9 @@ class Vocab:
         """The vocabulary of a training split (for 'gpt2': GPT-2's whole table)."""
         if kind == "gpt2":
             return cls()
+        if not records:  # a model from scratch reads only its training split's tokens
+            raise ValueError(f"a {kind!r} vocabulary is made from the training split's records, "
+                             "and none were given")
         split = WORD.findall if kind == "words" else encode
         return cls({t for r in records for text in texts_of(r) for t in split(text)})
 
@@ -279,19 +299,3 @@ def tokenize(records, vocab, questions_only=False):
     return [dict(question=vocab.encode(r["question"] + "\n"),
                  steps=[vocab.encode(s + "\n") for s in r["steps"]],
                  answer=vocab.encode("### " + r["answer"]) + [vocab.eos]) for r in records]
-
-
-# -----------------------------------------------------------------------------
-# Reading a generated answer: the text after the last "#", compared as a string
-
-def decode_output(vocab, row):
-    """(text, tokens generated) of one generated row: up to its first <eos>, which counts as
-    generated but is not decoded."""
-    row = row[:row.index(vocab.eos) + 1] if vocab.eos in row else row
-    return vocab.decode([t for t in row if t != vocab.eos]), len(row)
-
-
-def answer_of(text):
-    """The answer in a generated or reference text ("... ### Tom is a lempus." -> "Tom is a
-    lempus."), without thousands separators, as GSM8k writes 1,000."""
-    return text.split("#")[-1].replace(",", "").strip()

@@ -13,7 +13,7 @@ import os
 import re
 import sys
 
-import tasks
+from tasks import prosqa
 
 
 def curve(run):
@@ -83,10 +83,10 @@ def graph_layout(record):
     own sources. Within a column, nodes are ordered by the mean row of their parents, which
     keeps most edges short and uncrossed."""
     n = len(record["idx_to_symbol"])
-    children, parents = tasks.adjacency(n, record["edges"])
-    dist = tasks.bfs(children, record["root"])
+    children, parents = prosqa.adjacency(n, record["edges"])
+    dist = prosqa.bfs(children, record["root"])
     depth = {}  # longest path from a source, for the nodes the root does not reach
-    for v in sorted(set(range(n)) - set(dist), key=lambda v: len(tasks.bfs(parents, v))):
+    for v in sorted(set(range(n)) - set(dist), key=lambda v: len(prosqa.bfs(parents, v))):
         depth[v] = 1 + max((depth[u] for u in parents[v] if u in depth), default=-1)
     pos, top = {}, 0.0
 
@@ -115,15 +115,15 @@ def latent_search(record, values, title):
     pos = graph_layout(record)
     n_cols = max(c for c, _ in pos.values()) + 1
     n_rows = max(r for _, r in pos.values()) + 1
-    K = len(values)
-    cols = min(K, 3)
-    rows = math.ceil(K / cols)
+    n_latent = len(values)
+    cols = min(n_latent, 3)
+    rows = math.ceil(n_latent / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(cols * PANEL_W, rows * PANEL_H), dpi=DPI,
                              squeeze=False)
     cmap, font = plt.get_cmap("YlOrRd"), 11 if n_rows <= 6 else 8 if n_rows <= 10 else 6.5
     for k, ax in enumerate(axes.flat):
         ax.set_axis_off()
-        if k >= K:
+        if k >= n_latent:
             continue
         ax.set_xlim(-0.6, n_cols - 0.4)
         ax.set_ylim(n_rows - 0.5, -0.9)  # row 0 at the top

@@ -20,14 +20,15 @@ import random
 import sys
 
 import torch
-import torch.nn.functional as F
 
 import analysis
-import coconut
-import common
+import checkpoint
 import data
+import devices
+import scoring
 import tasks
 from configurator import check_ranges, configure
+from files import load_records
 
 # -----------------------------------------------------------------------------
 out_dir = "out"  # where train.py wrote best.pt / ckpt.pt
@@ -49,8 +50,8 @@ SHIPPED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "models", "pr
 
 def load(path, device):
     """(model in eval mode, its Vocab, the train.py settings it was trained with)."""
-    ckpt = common.load_checkpoint(path)
-    model, vocab = common.model_from_checkpoint(ckpt)
+    ckpt = checkpoint.load_checkpoint(path)
+    model, vocab = checkpoint.model_from_checkpoint(ckpt)
     cfg = dict(ckpt["config"])
     cfg.setdefault("tokenizer", cfg.get("vocab"))  # checkpoints before the setting's rename
     return model.to(device).eval(), vocab, cfg
@@ -63,59 +64,14 @@ def pick(records, n, seed):
     return [records[i] for i in sorted(random.Random(seed).sample(range(len(records)), n))]
 
 
-@torch.no_grad()
 def run(model, vocab, records, cfg, n_latent=-1, max_new_tokens=96, batch_size=128, top_k=5):
-    """Greedy generation for records ({question, steps, answer}; answer None when unknown).
-
-    Returns one dict per record: question, text (generated), answer (extracted), truth,
-    correct (None without truth), n_thoughts, n_tokens (thoughts included, as train.py counts),
-    thoughts (per thought, its top_k (token, probability) pairs through the LM head).
-    """
-    device = next(model.parameters()).device
+    """Greedy answers to records ({question, steps, answer}; answer None when unknown) at the
+    model's last stage, batch by batch: scoring.answer's dicts, thoughts included."""
     examples = data.tokenize(records, vocab, questions_only=True)  # answers may hold unknown words
-    results = []
-    for i in range(0, len(examples), batch_size):
-        prompts = [data.prompt(ex, vocab, cfg, None if n_latent < 0 else n_latent)
-                   for ex in examples[i:i + batch_size]]
-        for j, (ids, _, _) in enumerate(prompts):
-            if len(ids) + max_new_tokens > model.config.block_size:
-                raise ValueError(f"question {i + j + 1} needs {len(ids)} prompt tokens + "
-                                 f"max_new_tokens={max_new_tokens}, more than the model's context "
-                                 f"block_size={model.config.block_size}; shorten it or lower "
-                                 "--max_new_tokens")
-        batch = data.collate(prompts, vocab, device)
-        tokens, thoughts = coconut.generate(model, batch, max_new_tokens, vocab.eos, return_thoughts=True)
-        # what each thought would say if it were decoded as a token (it never is)
-        probs, top = F.softmax(model.logits(thoughts).float(), -1).topk(top_k, -1)  # (B, n, top_k)
-        probs, top, tokens = probs.tolist(), top.tolist(), tokens.tolist()
-        for b, row in enumerate(prompts):
-            record = records[i + b]
-            text, n_new = data.decode_output(vocab, tokens[b])
-            n = row.ids.count(vocab.latent)  # a row may have fewer thoughts than the batch
-            truth, answer = record["answer"], data.answer_of(text)
-            results.append(dict(
-                question=record["question"], text=text, answer=answer, truth=truth,
-                correct=None if truth is None else answer == data.answer_of(truth),
-                n_thoughts=n, n_tokens=n_new + n,
-                thoughts=[[(vocab.decode([t]), p) for t, p in zip(top[b][j], probs[b][j])]
-                          for j in range(n)]))
-    return results
-
-
-def accuracy(results):
-    """(correct, judged, mean tokens) over results; judged counts those with a known answer."""
-    judged = [r["correct"] for r in results if r["correct"] is not None]
-    return sum(judged), len(judged), sum(r["n_tokens"] for r in results) / max(len(results), 1)
-
-
-def by_steps(records, results):
-    """{number of reference steps (hops): (correct, judged)}, to compare methods by depth."""
-    counts = {}
-    for record, r in zip(records, results):
-        if r["correct"] is not None:
-            c, j = counts.get(len(record["steps"]), (0, 0))
-            counts[len(record["steps"])] = (c + r["correct"], j + 1)
-    return counts
+    last, at = cfg["max_latent_stage"] + 1, None if n_latent < 0 else n_latent
+    return [r for i in range(0, len(records), batch_size)
+            for r in scoring.answer(model, vocab, cfg, records[i:i + batch_size], examples[i:i + batch_size],
+                                    last, at, max_new_tokens, top_k)]
 
 
 def print_result(i, r, values=None, top_k=5):
@@ -149,17 +105,17 @@ if __name__ == "__main__":
                          "checkpoint's own")
     if plot and not plot.endswith(".png"):
         raise SystemExit(f"plot={plot!r}: give a file name ending in .png")
-    device, _, _ = common.setup_device(device, "float32")
+    device, _, _ = devices.setup(device, "float32")
     torch.manual_seed(seed)
     path = init_from
     if not path:
-        empty = not any(os.path.isfile(os.path.join(out_dir, f)) for f in common.CHECKPOINTS)
+        empty = not any(os.path.isfile(os.path.join(out_dir, f)) for f in checkpoint.CHECKPOINTS)
         if out_dir == "out" and empty and os.path.isdir(SHIPPED):  # a fresh clone
             path = os.path.relpath(SHIPPED)
             print(f"no checkpoint in out/: using the shipped model {path} "
                   "(train your own with python train.py config/prosqa_cpu.py)")
         else:
-            path = common.find_checkpoint(out_dir)
+            path = checkpoint.find_checkpoint(out_dir)
     model, vocab, cfg = load(path, device)
     max_new_tokens = cfg.get("max_new_tokens", 96) if max_new_tokens < 0 else max_new_tokens
     if n_latent >= model.config.block_size:  # checked before a prompt of that length is built
@@ -167,31 +123,29 @@ if __name__ == "__main__":
                          f"block_size={model.config.block_size} positions")
     if top_k > vocab.n_tokens:
         raise SystemExit(f"top_k={top_k} is more than the model's {vocab.n_tokens} tokens")
-    trained = data.trained_thoughts(cfg)
+    trained = data.trained_n_latent(cfg)
     analysis.check(analyze, plot, question, cfg, trained)
     print(f"{path}: {cfg['method']} on {cfg['task']}, trained with {trained} thought(s)")
     if n_latent > trained:
         print(f"warning: {n_latent} thoughts, more than the {trained} this model was trained with")
-    if n_latent >= 0 and cfg["method"] in ("cot", "no_cot", "no_thoughts"):
+    if n_latent >= 0 and not data.METHODS[cfg["method"]].slot:
         print(f"warning: a {cfg['method']} model has no thoughts; --n_latent is ignored")
 
     if question:
         records = [dict(question=question, steps=[], answer=None)]
-        if cfg["task"] == "prosqa":  # its graph: node values, a picture, and the right answer
-            try:
-                g = tasks.parse_prosqa(question)
-                sym = g["idx_to_symbol"]
-                records = [dict(records[0], answer=f"{sym[g['root']]} is a {sym[g['target']]}.", **g)]
-            except ValueError as e:
-                if plot:
-                    raise SystemExit(f"--plot needs the question's graph, and {e}")
+        parse = getattr(tasks.TASKS.get(cfg["task"]), "parse", None)  # ProsQA: the graph and answer
+        try:
+            records = [parse(question)] if parse else records
+        except ValueError as e:
+            if plot:
+                raise SystemExit(f"--plot needs the question's graph, and {e}")
         # a free question has no steps to count, so "as trained" means K*c thoughts
         n_latent = trained if n_latent < 0 else n_latent
     else:
         here = os.path.join(path if os.path.isdir(path) else os.path.dirname(path), f"{cfg['task']}_test.json")
         test_path = here if os.path.isfile(here) else tasks.split_path(cfg["task"], cfg["data_dir"], "test")
         try:
-            records = tasks.load_records(test_path)
+            records = load_records(test_path)
         except (FileNotFoundError, ValueError) as e:
             raise SystemExit(str(e))
         # one question is too few for an analysis: the paper's test split has 500
@@ -199,29 +153,30 @@ if __name__ == "__main__":
         records = pick(records, 1 if plot else n, seed)
         if plot and not analysis.has_graph(records[0]):
             raise SystemExit(f"--plot needs ProsQA records with their graph; {test_path} has none")
-    K = trained if n_latent < 0 else n_latent
     generate = lambda k, top=top_k: run(model, vocab, records, cfg, k, max_new_tokens, batch_size, top)
 
     try:
+        if analyze:
+            n_latent = trained if n_latent < 0 else n_latent
         if analyze == "frontier":
-            analysis.print_frontier(model, vocab, records, cfg, K)
+            analysis.print_frontier(model, vocab, records, cfg, n_latent)
         elif analyze == "mixing":
-            analysis.print_mixing(records, {k: generate(k) for k in range(K + 1)})
+            analysis.print_mixing(records, {k: generate(k) for k in range(n_latent + 1)})
         elif analyze == "values":
-            analysis.print_values(records, generate(K, 5), cfg["c_thought"])
+            analysis.print_values(records, generate(n_latent, 5), cfg["c_thought"])
         else:
             results = generate(n_latent)
             examples = data.tokenize(records[:analysis.SHOW], vocab, questions_only=True)
             for i, (record, ex, r) in enumerate(zip(records, examples, results)):
-                values = analysis.thought_values(model, vocab, record, ex, r["n_thoughts"], cfg)
+                values = analysis.thought_values(model, vocab, record, ex, r["n_latent"], cfg)
                 print_result(i + 1, r, values, top_k)
             if len(results) > analysis.SHOW:
                 print(f"... and {len(results) - analysis.SHOW} more, not shown")
-            correct, judged, mean_tokens = accuracy(results)
+            correct, judged, mean_tokens = scoring.accuracy(results)
             if len(results) > 1 and judged:
                 print(f"accuracy {correct / judged:.3f} ({correct}/{judged}), "
                       f"mean generated tokens {mean_tokens:.1f} (thoughts included)")
-                for n_steps, (c, j) in sorted(by_steps(records, results).items()):
+                for n_steps, (c, j) in sorted(scoring.by_steps(results).items()):
                     print(f"  {n_steps}-step questions: {c / j:.3f} ({c}/{j})")
             if plot:
                 print(f"wrote {analysis.draw(model, vocab, records[0], results[0], cfg, plot)}")

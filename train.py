@@ -1,7 +1,7 @@
 """
 Trains Coconut (or a baseline) with the multi-stage curriculum, evaluating every epoch.
 
-    python train.py config/prosqa_cpu.py                      # small model, CPU, ~15 minutes
+    python train.py config/prosqa_cpu.py                      # small model, 2 CPU cores, 13-24 min
     python train.py config/prosqa_cpu.py --method=cot         # the CoT baseline, same budget
     python train.py config/prosqa.py                          # the paper's recipe (GPU)
     torchrun --standalone --nproc_per_node=4 train.py config/prosqa.py
@@ -18,13 +18,16 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
+import checkpoint
 import coconut
-import common
 import data
+import devices
+import scoring
 import speedups
 import tasks
 import weights
-from configurator import configure
+from configurator import check_train, configure, given
+from files import atomic_write, load_records
 from model import GPT, GPTConfig
 
 # -----------------------------------------------------------------------------
@@ -36,20 +39,14 @@ start_epoch = 0  # first epoch to train, stage and learning rate as if the ones 
 # a CoT run's .pt, start_epoch=epochs_per_stage skips the stage 0 it has (the official `resume`)
 eval_only = False  # evaluate init_from (default: out_dir's best checkpoint) and exit
 val_data = ""  # eval_only: a file in the official {question, steps, answer} format
+eval_out = ""  # eval_only: also write each question's answer and verdict to this JSON file
 n_latent = -1  # eval_only: number of thoughts at inference; -1 means the trained number
-# data: ProsQA/ProntoQA/arith are generated into data_dir on first use; other tasks bring files
+# data: the tasks in tasks/ are generated into data_dir on first use; other tasks bring files.
+# Each task's generator knobs are settings too (tasks/arith.py: --max_steps=5)
 task = "prosqa"  # 'prosqa', 'prontoqa', 'arith', or any name with data_dir/{task}_{train,valid,test}.json
 data_dir = ""  # default data/{task}
-n_train = -1  # examples generated for the train split; -1: the paper's size
+n_train = -1  # examples generated for the train split; -1: the task's default size
 data_seed = 0
-n_nodes = 28  # ProsQA generator knobs (defaults reproduce the official data)
-min_hops = 3
-max_hops = 6
-hops = 5  # ProntoQA generator knob: the chain's length (5 is the released data; hops + 1 steps)
-min_steps = 3  # arith generator knobs: steps per question, values in 0..max_value, operators
-max_steps = 4
-max_value = 30
-ops = "+-*/"
 tokenizer = "task"  # 'gpt2': GPT-2's BPE, all 50,257 ids; 'task': only the ids of the train split;
 # 'words': whole words of the train split (from scratch only: " wumpus" is one id, not three)
 # model (init_from='scratch')
@@ -89,25 +86,25 @@ seed = 0
 overwrite = False  # start over in an out_dir that holds a run (its checkpoints and log are deleted)
 # -----------------------------------------------------------------------------
 config_keys = [k for k, v in globals().items() if not k.startswith("_") and isinstance(v, (int, float, bool, str))]
-globals().update(configure({k: globals()[k] for k in config_keys}, sys.argv[1:], aliases={"vocab": "tokenizer"}))
-config = {k: globals()[k] for k in config_keys}  # saved in checkpoints and the log
-common.check_train_settings(config)  # bad settings fail here, before anything slow happens
-ckpt, config = common.starting_checkpoint(config)  # resume, eval_only, or another run's model
+settings = {**{k: globals()[k] for k in config_keys}, **tasks.all_knobs()}
+config = configure(settings, sys.argv[1:], aliases={"vocab": "tokenizer"})  # saved in checkpoints
+check_train(config)  # bad settings fail here, before anything slow happens
+ckpt, config = checkpoint.starting_checkpoint(config, given(sys.argv[1:]))  # resume, eval_only, another run's
 globals().update(config)
 # -----------------------------------------------------------------------------
 
 # distributed data parallel: torchrun sets RANK, LOCAL_RANK and WORLD_SIZE
-ddp = common.distributed() is not None
+ddp = devices.distributed() is not None
 if ddp:
     dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
     rank, world_size = dist.get_rank(), dist.get_world_size()
     if torch.cuda.is_available():
-        device = f"cuda:{common.distributed()[1]}"
+        device = f"cuda:{devices.distributed()[1]}"
         torch.cuda.set_device(device)
 else:
     rank, world_size = 0, 1
 master = rank == 0
-device, ptdtype, autocast = common.setup_device(device, dtype)
+device, ptdtype, autocast = devices.setup(device, dtype)
 device_type = device.split(":")[0]
 torch.manual_seed(seed)
 
@@ -118,21 +115,20 @@ def log(*args):
 
 
 # -----------------------------------------------------------------------------
-# data: generated on first use (tasks.py), tokenized once
+# data: generated on first use (tasks/), tokenized once
 
 if master and not eval_only:
-    knobs = {k: config[k] for k in tasks.KNOBS.get(task, ())}
-    tasks.ensure_splits(task, tasks.task_dir(task, data_dir),
-                        n_train=None if n_train < 0 else n_train, seed=data_seed, **knobs)
+    tasks.ensure_splits(task, tasks.task_dir(task, data_dir), n_train=None if n_train < 0 else n_train,
+                        seed=data_seed, **tasks.knobs_of(task, config))
 if ddp:
     dist.barrier()  # the other ranks wait until rank 0 has written the data
 try:
     if eval_only:
-        val_records = tasks.load_records(val_data or tasks.split_path(task, data_dir, "test"))
+        val_records = load_records(val_data or tasks.split_path(task, data_dir, "test"))
         train_records = []
     else:
-        train_records = tasks.load_records(tasks.split_path(task, data_dir, "train"))
-        val_records = tasks.load_records(tasks.split_path(task, data_dir, "valid"))
+        train_records = load_records(tasks.split_path(task, data_dir, "train"))
+        val_records = load_records(tasks.split_path(task, data_dir, "valid"))
 except (FileNotFoundError, ValueError) as e:  # a malformed file: which record, which field
     raise SystemExit(str(e)) from None
 
@@ -142,7 +138,7 @@ except (FileNotFoundError, ValueError) as e:  # a malformed file: which record, 
 if ckpt is not None:
     if init_from != "resume" and not eval_only:  # another run's weights, this run's dropout
         ckpt["model_args"]["dropout"] = dropout
-    model, vocab = common.model_from_checkpoint(ckpt)
+    model, vocab = checkpoint.model_from_checkpoint(ckpt)
 else:  # from scratch a model needs only the tokens of its training split (tokenizer='task'/'words')
     vocab = data.Vocab.from_records(train_records, tokenizer)
     if init_from == "scratch":
@@ -188,26 +184,26 @@ speedups.enable(model, device_type, eager_float32=step_model is model and ptdtyp
 
 
 def stage_of(epoch):
-    return 0 if method in ("cot", "no_cot") else epoch // epochs_per_stage
+    return epoch // epochs_per_stage if data.has_stages(method) else 0
 
 
 def selectable(epoch):
     """Whether best.pt may come from this epoch: for a method with a curriculum only the last
     stage the run reaches counts (stages past K are all one layout), since an earlier stage's
     model is scored on fewer thoughts than it will be tested with."""
-    if method in ("cot", "no_cot", "pause_token", "no_curriculum"):  # one layout throughout
+    if data.METHODS[method].stage is not None:  # one layout throughout
         return True
     last = lambda stage: min(stage, max_latent_stage + 1)
     return last(stage_of(epoch)) == last(stage_of(num_epochs - 1))
 
 
 @torch.no_grad()
-def evaluate(stage, thoughts=None, with_loss=True):
+def evaluate(stage, n_latent=None, with_loss=True):
     """Validation loss, answer accuracy, CoT exact match and mean generated tokens (this rank's
-    share of the validation set, then summed over ranks)."""
+    share of the validation set, then summed over ranks), and each question's result."""
     model.eval()
     totals = torch.zeros(6, device=device)  # loss, labels, correct, cot match, tokens, cot count
-    mine = list(range(rank, len(val_set), world_size))
+    mine, results = list(range(rank, len(val_set), world_size)), []
     for i in range(0, len(mine), eval_batch_size):
         ids = mine[i:i + eval_batch_size]
         if with_loss:
@@ -217,38 +213,36 @@ def evaluate(stage, thoughts=None, with_loss=True):
                 n = (batch["labels"][:, 1:] != -100).sum()
                 totals[0] += coconut.lm_loss(model, h, batch["labels"]).float() * n
             totals[1] += n
-        prompts = [data.layout(val_set[j], vocab, method, stage, n_latent=thoughts, prompt_only=True,
-                               **layout_args) for j in ids]
-        batch = data.collate(prompts, vocab, device)
         with autocast:
-            out = coconut.generate(model, batch, max_new_tokens, vocab.eos).tolist()
-        for j, row, prompt in zip(ids, out, prompts):
-            text, n_new = data.decode_output(vocab, row)
-            record = val_records[j]
-            totals[2] += data.answer_of(text) == data.answer_of(record["answer"])
-            dropped = data.stage_plan(len(record["steps"]), method, stage, **layout_args).dropped
-            if dropped < len(record["steps"]):  # CoT match: only where steps remain in language
-                totals[3] += text.split("#")[0].strip() == "\n".join(record["steps"][dropped:]).strip()
-                totals[5] += 1
-            totals[4] += n_new + prompt.ids.count(vocab.latent)  # thoughts count as generated
+            results += scoring.answer(model, vocab, config, [val_records[j] for j in ids],
+                                      [val_set[j] for j in ids], stage, n_latent, max_new_tokens)
+    for r in results:
+        totals[2:] += torch.tensor([r["correct"], r["steps_match"] or 0, r["n_tokens"],
+                                    r["steps_match"] is not None], device=device)
     if ddp:
         dist.all_reduce(totals)
     model.train()
     n = len(val_set)
     loss = dict(val_loss=(totals[0] / totals[1].clamp(min=1)).item()) if with_loss else {}
     cot_em = totals[3].item() / totals[5].item() if totals[5] > 0 else None  # None: no steps left
-    return dict(**loss, val_acc=totals[2].item() / n, cot_em=cot_em, mean_tokens=totals[4].item() / n, n=n)
+    return dict(**loss, val_acc=totals[2].item() / n, cot_em=cot_em, mean_tokens=totals[4].item() / n, n=n), results
 
 
 if eval_only:
-    thoughts = None if n_latent < 0 else n_latent  # None: as many as trained
+    if eval_out and ddp:
+        raise SystemExit("eval_out writes every question's result from one process: run without torchrun")
     if master:
-        source = f" (checkpoint of epoch {ckpt['epoch']}, stage {ckpt.get('stage')})" if ckpt and "epoch" in ckpt else ""
+        held = [f"{key} {ckpt[key]}" for key in ("epoch", "stage") if ckpt and ckpt.get(key) is not None]
         print(f"evaluating {len(val_set)} examples of {val_data or tasks.split_path(task, data_dir, 'test')} "
-              f"with {method}, {'the trained number of' if thoughts is None else thoughts} thoughts{source}")
-    result = evaluate(max_latent_stage + 1, thoughts, with_loss=False)  # the last stage
-    if master:  # with the settings it was evaluated with, taken from the checkpoint
-        print(json.dumps(dict(result, **{k: config[k] for k in common.EVAL_TAKES})))
+              f"with {method}, {'the trained number of' if n_latent < 0 else n_latent} thoughts"
+              + (f" (checkpoint of {', '.join(held)})" if held else ""))
+    result, results = evaluate(max_latent_stage + 1, None if n_latent < 0 else n_latent, with_loss=False)
+    taken = {k: config[k] for k in checkpoint.EVAL_TAKES}  # the settings it was evaluated with
+    if master and eval_out:
+        with atomic_write(eval_out) as f:
+            json.dump(dict(result, **taken, n_latent=n_latent, val_data=val_data, results=results), f)
+    if master:
+        print(json.dumps(dict(result, **taken)))
     sys.exit(0)
 
 # -----------------------------------------------------------------------------
@@ -295,7 +289,7 @@ if steps_per_epoch == 0:
     raise SystemExit(f"{len(train_set)} training examples are fewer than one step's "
                      f"batch_size * gradient_accumulation_steps * world_size; lower batch_size")
 total_steps = steps_per_epoch * num_epochs
-lock = common.claim(out_dir, init_from == "resume", overwrite) if master else None  # held to the end
+lock = checkpoint.claim(out_dir, init_from == "resume", overwrite) if master else None  # held to the end
 optimizer = make_optimizer()
 # the schedule of a run that starts at start_epoch is that of a run whose earlier epochs ran
 first_epoch, step, since_reset, best_acc = start_epoch, start_epoch * steps_per_epoch, 0, -1.0
@@ -308,7 +302,7 @@ if init_from == "resume":
     torch.set_rng_state(ckpt["rng"])
     log(f"resuming {out_dir} at epoch {first_epoch}")
     if master:
-        common.trim_log(out_dir, first_epoch)
+        checkpoint.trim_log(out_dir, first_epoch)
 elif start_epoch > 0:
     log(f"starting at epoch {start_epoch + 1} (stage {stage_of(start_epoch)}) from {init_from}")
 ckpt = None  # free memory
@@ -318,7 +312,7 @@ log(f"{method} on {task}: {len(train_set)} train / {len(val_set)} val examples, 
 
 
 def save_checkpoint(name, epoch):
-    common.save_checkpoint(os.path.join(out_dir, name), dict(
+    checkpoint.save_checkpoint(os.path.join(out_dir, name), dict(
         model=model.state_dict(), optimizer=optimizer.state_dict(), model_args=model_args, config=config,
         vocab=vocab.tokens, epoch=epoch, stage=stage_of(epoch - 1), step=step, since_reset=since_reset,
         best_acc=best_acc, rng=torch.get_rng_state()))
@@ -337,7 +331,7 @@ for epoch in range(first_epoch, num_epochs):
         for group in optimizer.param_groups:
             group["lr"] = lr
         batches = [data.collate(rows, vocab, device) for rows in micro]
-        loss = coconut.train_step(step_model, batches, autocast, ddp)  # forward + backward
+        loss = coconut.forward_backward(step_model, batches, autocast, ddp)
         if not math.isfinite(loss):
             raise SystemExit(f"the loss is {loss} at step {step} (epoch {epoch + 1}, stage {stage}): the "
                              f"run stops, and {out_dir}/ckpt.pt keeps the last finished epoch. Lower "
@@ -352,7 +346,7 @@ for epoch in range(first_epoch, num_epochs):
         bar.set_postfix(loss=f"{loss:.4f}", stage=stage, lr=f"{lr:.1e}",
                         tok_s=f"{tokens / (time.time() - t0):.0f}")
     train_time = time.time() - t0
-    result = evaluate(stage)
+    result, _ = evaluate(stage)
     best = selectable(epoch) and result["val_acc"] > best_acc
     best_acc = max(best_acc, result["val_acc"]) if selectable(epoch) else best_acc
     line = dict(epoch=epoch + 1, stage=stage, train_loss=loss_sum / steps_per_epoch, **result,

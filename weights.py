@@ -13,7 +13,7 @@ import urllib.request
 import torch
 
 import data
-import tasks
+from files import atomic_write
 from model import GPT, GPTConfig
 
 
@@ -137,7 +137,7 @@ def download_gpt2(name, cache_dir=None):
     from tqdm import tqdm
     total = int(response.headers.get("Content-Length", 0)) or None
     # atomic: a killed download never leaves a half file at `path`
-    with tasks.atomic_write(path, "wb") as f, tqdm(total=total, unit="B", unit_scale=True, desc=name) as bar:
+    with atomic_write(path, "wb") as f, tqdm(total=total, unit="B", unit_scale=True, desc=name) as bar:
         while chunk := response.read(1 << 20):
             f.write(chunk)
             bar.update(len(chunk))
@@ -148,9 +148,9 @@ def download_gpt2(name, cache_dir=None):
 # safetensors: 8-byte little-endian header length, a JSON header, then raw little-endian data.
 # A small reader that trusts nothing in the file (no `safetensors` package, nothing unpickled).
 
-DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
-          "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
-          "U8": torch.uint8, "BOOL": torch.bool}
+SAFETENSORS_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+                      "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
+                      "U8": torch.uint8, "BOOL": torch.bool}
 
 
 def read_safetensors(path):
@@ -179,7 +179,7 @@ def read_safetensors(path):
             if not (isinstance(info, dict) and {"dtype", "shape", "data_offsets"} <= info.keys()):
                 raise bad(f"tensor {name!r} lacks dtype, shape or data_offsets")
             dtype, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
-            if dtype not in DTYPES:
+            if dtype not in SAFETENSORS_DTYPES:
                 raise bad(f"tensor {name!r} has unknown dtype {dtype!r}")
             if not (isinstance(shape, list) and all(type(d) is int and d >= 0 for d in shape)):
                 raise bad(f"tensor {name!r} has a bad shape {shape!r}")
@@ -190,14 +190,14 @@ def read_safetensors(path):
             if end > data_len:
                 raise bad(f"tensor {name!r} ends at byte {end}, past the data ({data_len} bytes); "
                           "the file is truncated")
-            nbytes = math.prod(shape) * DTYPES[dtype].itemsize
+            nbytes = math.prod(shape) * SAFETENSORS_DTYPES[dtype].itemsize
             if end - begin != nbytes:
                 raise bad(f"tensor {name!r} spans {end - begin} bytes, but {dtype} {shape} "
                           f"needs {nbytes}")
             spans.append((begin, end, name))
             f.seek(8 + n + begin)
             buf = bytearray(f.read(nbytes))
-            t = torch.frombuffer(buf, dtype=DTYPES[dtype]) if nbytes else torch.empty(0, dtype=DTYPES[dtype])
+            t = torch.frombuffer(buf, dtype=SAFETENSORS_DTYPES[dtype]) if nbytes else torch.empty(0, dtype=SAFETENSORS_DTYPES[dtype])
             tensors[name] = t.reshape(shape)
         spans.sort()
         for (b0, e0, n0), (b1, e1, n1) in zip(spans, spans[1:]):
@@ -208,7 +208,7 @@ def read_safetensors(path):
 
 def write_safetensors(tensors, path):
     """Write {name: tensor} in the safetensors layout (atomically)."""
-    inverse = {v: k for k, v in DTYPES.items()}
+    inverse = {v: k for k, v in SAFETENSORS_DTYPES.items()}
     header, offset, blobs = {}, 0, []
     for name, t in tensors.items():
         blob = t.detach().contiguous().cpu().reshape(-1).view(torch.uint8).numpy().tobytes()
@@ -218,7 +218,7 @@ def write_safetensors(tensors, path):
         blobs.append(blob)
     head = json.dumps(header).encode()
     head += b" " * (-len(head) % 8)  # the format pads the header to 8 bytes with spaces
-    with tasks.atomic_write(path, "wb") as f:  # no half-written file stays behind
+    with atomic_write(path, "wb") as f:  # no half-written file stays behind
         f.write(struct.pack("<Q", len(head)) + head)
         for blob in blobs:
             f.write(blob)

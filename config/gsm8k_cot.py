@@ -4,7 +4,7 @@
 # from the iCoT paper, Deng et al. 2023) is not generated here and cannot be downloaded by this
 # project. Get its text files (train.txt, valid.txt, test.txt: one "question||<<a*b=c>> <<c+d=e>>
 # ## e" per line) from the iCoT release, then:
-#   python tasks.py gsm8k path/to/gsm8k      # -> data/gsm8k/gsm8k_{train,valid,test}.json
+#   python -m tasks gsm8k path/to/gsm8k      # -> data/gsm8k/gsm8k_{train,valid,test}.json
 #   python train.py config/gsm8k_cot.py      # step 1 -> out-gsm8k-cot/best.pt
 #   python train.py config/gsm8k.py          # step 2: Coconut from it, at stage 1
 out_dir = "out-gsm8k-cot"

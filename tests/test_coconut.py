@@ -219,10 +219,10 @@ def test_generation_stops_at_eos():
 def test_accumulation_equals_one_big_batch():
     model = tiny()
     rows = [data.layout(ex, VOCAB, "coconut", s, max_latent_stage=3) for ex, s in zip(EXAMPLES, (3, 1, 2))]
-    coconut.train_step(model, [data.collate(rows, VOCAB)])
+    coconut.forward_backward(model, [data.collate(rows, VOCAB)])
     g_big = [p.grad.clone() for p in model.parameters()]
     model.zero_grad()
-    coconut.train_step(model, [data.collate(rows[:1], VOCAB), data.collate(rows[1:], VOCAB)])
+    coconut.forward_backward(model, [data.collate(rows[:1], VOCAB), data.collate(rows[1:], VOCAB)])
     for a, p in zip(g_big, model.parameters()):
         assert (a - p.grad).abs().max() < 1e-5 * (1 + a.abs().max())
 
@@ -234,7 +234,7 @@ def _ddp_worker(rank, world, port, rows, out):
     torch.set_num_threads(1)
     model = tiny()
     mine = rows[rank::world]
-    coconut.train_step(model, [data.collate(mine, VOCAB)], ddp=True)
+    coconut.forward_backward(model, [data.collate(mine, VOCAB)], ddp=True)
     if rank == 0:
         torch.save([p.grad for p in model.parameters()], out)
     dist.destroy_process_group()
@@ -244,7 +244,7 @@ def test_ddp_two_processes_equal_one(tmp_path):
     rows = [data.layout(ex, VOCAB, "coconut", s, max_latent_stage=3)
             for ex, s in zip(EXAMPLES + EXAMPLES[:1], (3, 1, 2, 0))]
     model = tiny()
-    coconut.train_step(model, [data.collate(rows, VOCAB)])
+    coconut.forward_backward(model, [data.collate(rows, VOCAB)])
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from configurator import configure, defaults_of
+from configurator import configure, train_defaults
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -36,10 +36,6 @@ OFFICIAL = {
         reset_optimizer="epoch", max_new_tokens=64, start_epoch=3,
         init_from="out-gsm8k-cot/best.pt")),  # load_model_path: the CoT run's checkpoint
 }
-
-
-def train_defaults():
-    return defaults_of(os.path.join(ROOT, "train.py"))
 
 
 @pytest.mark.parametrize("config, method", list(OFFICIAL))

@@ -7,7 +7,9 @@ import pytest
 import torch
 
 import data
+import scoring
 import tasks
+from files import load_records
 
 REC = dict(question="Q.", steps=["A.", "B.", "C."], answer="X.")
 VOCAB = data.Vocab()  # GPT-2 ids, so the layout can be read against encode()
@@ -118,7 +120,7 @@ def test_tokenize_once_shapes():
 
 
 def test_batch_order_is_a_shuffled_partition_with_less_padding():
-    recs = tasks.generate_prosqa(640, seed=3, n_nodes=8, min_hops=2, max_hops=3)
+    recs = tasks.generate("prosqa", 640, seed=3, n_nodes=8, min_hops=2, max_hops=3)
     vocab = data.Vocab.from_records(recs)
     exs = data.tokenize(recs, vocab)
     lengths = [len(ex["question"]) for ex in exs]
@@ -160,7 +162,7 @@ def test_load_records_errors(tmp_path, content, needles):
     path = tmp_path / "bad.json"
     path.write_bytes(content) if isinstance(content, bytes) else path.write_text(content)
     with pytest.raises(ValueError) as e:
-        tasks.load_records(str(path))
+        load_records(str(path))
     for needle in [str(path)] + needles:
         assert needle in str(e.value)
 
@@ -168,11 +170,11 @@ def test_load_records_errors(tmp_path, content, needles):
 def test_load_records_ok_and_missing(tmp_path):
     path = tmp_path / "ok.json"
     path.write_text(json.dumps([GOOD, GOOD]))
-    assert tasks.load_records(str(path)) == [GOOD, GOOD]  # extra fields kept
-    with pytest.raises(FileNotFoundError, match="nope.json.*python tasks.py"):
-        tasks.load_records(str(tmp_path / "nope.json"))
+    assert load_records(str(path)) == [GOOD, GOOD]  # extra fields kept
+    with pytest.raises(FileNotFoundError, match="nope.json.*python -m tasks"):
+        load_records(str(tmp_path / "nope.json"))
     with pytest.raises(ValueError, match="is a folder"):
-        tasks.load_records(str(tmp_path))
+        load_records(str(tmp_path))
 
 
 def test_sample_stage_mixes_in_uniform_stages():
@@ -186,13 +188,17 @@ def test_sample_stage_mixes_in_uniform_stages():
 
 
 def test_answer_of_and_decode_output():
-    assert data.answer_of("Tom is a wumpus.\nEvery wumpus is a lempus.\n### Tom is a lempus.") == "Tom is a lempus."
-    assert data.answer_of("<<3*4=12>>\n### 1,200 ") == "1200"  # GSM8k writes thousands with commas
-    assert data.answer_of("no marker") == "no marker"
+    assert scoring.answer_of("Tom is a wumpus.\nEvery wumpus is a lempus.\n### Tom is a lempus.") == "Tom is a lempus."
+    assert scoring.answer_of("no marker") == "no marker"
+    # GSM8k writes thousands with commas: its tasks (gsm8k, arith) read them as numbers
+    for task in ("gsm8k", "arith"):
+        assert scoring.answer_of("<<3*4=12>>\n### 1,200 ", task) == "1200"
+    assert scoring.answer_of("### Tom is a, b.", "prosqa") == "Tom is a, b."  # words keep their commas
+    assert scoring.answer_of("### 1,2", "my_own_task") == "1,2"  # a task without a module of its own
     ids = E("A.\n### X.")
-    text, n = data.decode_output(VOCAB, ids + [data.EOS] + E(" junk") + [data.EOS])
+    text, n = scoring.decode_output(VOCAB, ids + [data.EOS] + E(" junk") + [data.EOS])
     assert (text, n) == ("A.\n### X.", len(ids) + 1)  # up to <eos>, which counts as generated
-    assert data.decode_output(VOCAB, ids) == ("A.\n### X.", len(ids))  # no <eos>: all of it
+    assert scoring.decode_output(VOCAB, ids) == ("A.\n### X.", len(ids))  # no <eos>: all of it
 
 
 @pytest.mark.parametrize("task", ["prosqa", "prontoqa", "arith"])

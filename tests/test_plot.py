@@ -88,7 +88,7 @@ def test_node_labels_never_overlap(knobs):
     pytest.importorskip("matplotlib")
     import matplotlib.pyplot as plt
     rng = random.Random(0)
-    for record in tasks.generate_prosqa(5, seed=3, **knobs):
+    for record in tasks.generate("prosqa", 5, seed=3, **knobs):
         values = [{v: rng.random() for v in range(len(record["idx_to_symbol"]))} for _ in range(3)]
         fig = plot.latent_search(record, values, "Is Tom a lempus or scrompus?")
         for boxes in label_boxes(fig):

@@ -16,8 +16,11 @@ import analysis
 import coconut
 import data
 import sample
+import scoring
 import tasks
 from model import GPT, GPTConfig
+from tasks import prontoqa
+from files import load_records
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # the train.py settings sample.py reads, as a ProsQA Coconut run with K=3 would save them
@@ -51,7 +54,7 @@ def trained_a_little(model, vocab, records, steps=30):
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
     model.train()
     for _ in range(steps):
-        coconut.train_step(model, [data.collate(rows, vocab)])
+        coconut.forward_backward(model, [data.collate(rows, vocab)])
         optimizer.step()
         optimizer.zero_grad()
     return model.eval()
@@ -80,7 +83,7 @@ def tiny_ckpt(tmp_path_factory):
     test split whose answers are, for some questions, exactly what the model generates (so
     accuracy is neither 0 nor 1)."""
     root = tmp_path_factory.mktemp("sample")
-    records = tasks.generate_prosqa(30, seed=1, n_nodes=8, min_hops=2, max_hops=3)
+    records = tasks.generate("prosqa", 30, seed=1, n_nodes=8, min_hops=2, max_hops=3)
     vocab = data.Vocab.from_records(records)  # the words of all 30, as if they were the train split
     test = records[24:]
     model = trained_a_little(tiny_model(vocab), vocab, records[:24])
@@ -139,10 +142,10 @@ def test_batches_and_padding_do_not_change_answers(tiny_ckpt):
     args = (tiny_ckpt["model"], tiny_ckpt["vocab"], records, cfg)
     whole = sample.run(*args, max_new_tokens=NEW)
     one_by_one = sample.run(*args, max_new_tokens=NEW, batch_size=1)
-    assert len({r["n_thoughts"] for r in whole}) > 1
+    assert len({r["n_latent"] for r in whole}) > 1
     assert [r["text"] for r in whole] == [r["text"] for r in one_by_one]
     for a, b in zip(whole, one_by_one):
-        assert len(a["thoughts"]) == a["n_thoughts"]
+        assert len(a["thoughts"]) == a["n_latent"]
         for ta, tb in zip(a["thoughts"], b["thoughts"]):
             assert [t for t, _ in ta] == [t for t, _ in tb]
             assert [p for _, p in ta] == pytest.approx([p for _, p in tb], abs=1e-5)
@@ -224,9 +227,9 @@ def test_shipped_model_answers_as_readme_says():
         stated = re.search(r"answers (\d+) of its (\d+) test questions", f.read())
     assert stated, "the README states the shipped model's test accuracy"
     model, vocab, cfg = sample.load(sample.SHIPPED, "cpu")
-    test = tasks.load_records(os.path.join(sample.SHIPPED, "prosqa_test.json"))
+    test = load_records(os.path.join(sample.SHIPPED, "prosqa_test.json"))
     results = sample.run(model, vocab, test, cfg, max_new_tokens=48, batch_size=500)
-    correct, judged, _ = sample.accuracy(results)
+    correct, judged, _ = scoring.accuracy(results)
     stated_correct, stated_n = map(int, stated.groups())
     # another CPU's float rounding may flip a near-tie or two; a broken layout or loader
     # costs hundreds of answers
@@ -320,7 +323,7 @@ def test_classify(text, category):
 def test_values_analysis_on_arithmetic(tmp_path, monkeypatch, capsys):
     """--analyze=values: how often thought k, read through the LM head, names step k's result;
     recomputed here thought by thought for a small model trained in the test."""
-    records = tasks.generate_arith(40, seed=2, min_steps=2, max_steps=3)
+    records = tasks.generate("arith", 40, seed=2, min_steps=2, max_steps=3)
     vocab = data.Vocab.from_records(records)
     model = trained_a_little(tiny_model(vocab, seed=3), vocab, records[:30])
     test = records[30:]
@@ -357,7 +360,7 @@ def test_prontoqa_thoughts_are_named_by_concept(tmp_path, monkeypatch, capsys):
     """On a ProntoQA model each thought is shown as the concepts it values most: the
     probability of "<entity> is a <concept>" after it, recomputed here on the plain path;
     ProsQA's analyses refuse with a message."""
-    records = tasks.generate_prontoqa(6, seed=4)
+    records = tasks.generate("prontoqa", 6, seed=4)
     vocab = data.Vocab.from_records(records)
     model = tiny_model(vocab, seed=2)
     cfg = dict(CFG, task="prontoqa", max_latent_stage=6, data_dir=str(tmp_path))
@@ -373,7 +376,7 @@ def test_prontoqa_thoughts_are_named_by_concept(tmp_path, monkeypatch, capsys):
         entity = record["steps"][0].split()[0]  # "Fae is a lempus. ..."
         concepts = set(re.findall(r"\b([a-z]+pus)(?:es)?\b", record["question"].lower()))
         assert analysis.pronto_concepts(record["question"]) == (entity, sorted(concepts))
-        assert len(concepts) == 14 and concepts <= set(tasks.PRONTO_CONCEPTS)  # the generator's 14
+        assert len(concepts) == 14 and concepts <= set(prontoqa.CONCEPTS)  # the generator's 14
         lines = re.findall(r"thought (\d+): (.*)", block)
         assert [int(k) for k, _ in lines] == [1, 2, 3, 4, 5, 6]
         for _, line in lines:
@@ -387,7 +390,7 @@ def test_prontoqa_thoughts_are_named_by_concept(tmp_path, monkeypatch, capsys):
     entity, concepts = analysis.pronto_concepts(record["question"])
     prompt, _, at = data.layout(ex, vocab, "coconut", 7, 1, 6, True, n_latent=2, prompt_only=True)
     for c in concepts:
-        head, name = prompt + vocab.encode(f"{entity} is"), vocab.encode(" " + tasks.with_article(c))
+        head, name = prompt + vocab.encode(f"{entity} is"), vocab.encode(" " + prontoqa.with_article(c))
         batch = data.collate([data.Row(head + name, [-100] * len(head + name), at)], vocab)
         with torch.no_grad():
             probs = F.softmax(model.lm_head(coconut.reference_forward(model, batch)), -1)[0]

@@ -23,7 +23,7 @@ def test_grad_in_place_equals_autograd():
         if in_place:
             # "cuda": the gradient trick alone (the allocator's is tested below, in a subprocess)
             assert speedups.enable(model, "cuda", eager_float32=True) == ["grad_in_place"]
-        coconut.train_step(model, batches)
+        coconut.forward_backward(model, batches)
         grads[in_place] = {name: p.grad for name, p in model.named_parameters()}
     for name, g in grads[False].items():
         assert (grads[True][name] - g).abs().max() < 1e-5 * (1 + g.abs().max()), name
@@ -35,7 +35,7 @@ def test_grad_in_place_equals_autograd():
     # and a frozen weight gets no .grad, as with autograd
     w.requires_grad_(False)
     w.grad = None
-    coconut.train_step(model, [batch])
+    coconut.forward_backward(model, [batch])
     assert w.grad is None and model.transformer.h[0].mlp.c_proj.weight.grad is not None
 
 

@@ -6,6 +6,7 @@ Tests for the ProsQA / ProntoQA generators, the splits and the data CLI in tasks
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -16,13 +17,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 import data  # noqa: E402
 import tasks  # noqa: E402
+from files import load_records  # noqa: E402
 
 # -----------------------------------------------------------------------------
 # ProsQA
 
 @pytest.fixture(scope="module")
 def prosqa():
-    return tasks.generate_prosqa(2000, seed=0)
+    return tasks.generate("prosqa", 2000, seed=0)
 
 def graph(r):
     N = len(r["idx_to_symbol"])
@@ -38,8 +40,8 @@ def check_prosqa(r, min_hops, max_hops):
     say = lambda p, c: f"{sym[p]} is a {sym[c]}." if not parents[p] else f"Every {sym[p]} is a {sym[c]}."
     # names are exactly the parentless nodes, and no symbol repeats
     assert len(set(sym)) == len(sym)
-    assert all((s in tasks.NAMES) == (not parents[v]) for v, s in enumerate(sym))
-    assert all(s in tasks.NAMES + tasks.CONCEPTS for s in sym)
+    assert all((s in tasks.prosqa.NAMES) == (not parents[v]) for v, s in enumerate(sym))
+    assert all(s in tasks.prosqa.NAMES + tasks.prosqa.CONCEPTS for s in sym)
     # every edge stated exactly once, nothing else stated
     body, query = r["question"].rsplit(" Is ", 1)
     statements = [s + "." for s in body[:-1].split(". ")]
@@ -48,8 +50,8 @@ def check_prosqa(r, min_hops, max_hops):
     assert query in (f"{sym[root]} a {sym[target]} or {sym[neg]}?", f"{sym[root]} a {sym[neg]} or {sym[target]}?")
     assert r["answer"] == f"{sym[root]} is a {sym[target]}."
     # target reachable from root, neg_target only from the other name
-    dist = tasks.bfs(children, root)
-    assert target in dist and neg not in dist and neg in tasks.bfs(children, 1 - root)
+    dist = tasks.prosqa.bfs(children, root)
+    assert target in dist and neg not in dist and neg in tasks.prosqa.bfs(children, 1 - root)
     assert not children[target] and not children[neg]
     # steps: a shortest root -> target path, read back from the statement text
     index = {s: v for v, s in enumerate(sym)}
@@ -67,11 +69,11 @@ def test_prosqa_records_are_consistent(prosqa):
         assert list(r) == ["question", "answer", "steps", "idx_to_symbol", "edges", "root", "target", "neg_target"]
 
 def test_prosqa_deterministic(prosqa):
-    assert tasks.generate_prosqa(20, seed=0) == prosqa[:20]
-    assert tasks.generate_prosqa(20, seed=1) != prosqa[:20]
+    assert tasks.generate("prosqa", 20, seed=0) == prosqa[:20]
+    assert tasks.generate("prosqa", 20, seed=1) != prosqa[:20]
 
 def test_prosqa_small_variant():
-    records = tasks.generate_prosqa(300, seed=3, n_nodes=8, min_hops=2, max_hops=3)
+    records = tasks.generate("prosqa", 300, seed=3, n_nodes=8, min_hops=2, max_hops=3)
     for r in records:
         check_prosqa(r, 2, 3)
         assert len(r["idx_to_symbol"]) <= 8
@@ -80,10 +82,10 @@ def test_prosqa_small_variant():
 def test_prosqa_knob_errors():
     for knobs in (dict(n_nodes=3), dict(min_hops=0), dict(min_hops=4, max_hops=3), dict(n_nodes=41)):
         with pytest.raises(ValueError):
-            tasks.generate_prosqa(1, **knobs)
+            tasks.generate("prosqa", 1, **knobs)
     # impossible: 4 nodes can't give a 3-hop target; must fail fast, naming the knobs
     with pytest.raises(ValueError, match="n_nodes"):
-        tasks.generate_prosqa(1, n_nodes=4, min_hops=3, max_hops=6)
+        tasks.generate("prosqa", 1, n_nodes=4, min_hops=3, max_hops=6)
 
 def test_prosqa_statistics_match_official(prosqa):
     # figures measured on the 800 examples the Coconut authors released. Tolerances: ~3% on
@@ -108,14 +110,14 @@ def parse_rule(s):
     m = re.fullmatch(r"(\w+)es are (not )?(\w+)\.", s)
     if m:
         x, neg, y = m.groups()
-        concept = y.endswith("es") and y[:-2] in tasks.PRONTO_CONCEPTS
+        concept = y.endswith("es") and y[:-2] in tasks.prontoqa.CONCEPTS
         return x.lower(), y[:-2] if concept else y, bool(neg), concept
     x, neg, art, y = re.fullmatch(r"(?:Every|Each) (\w+) is (not )?(an? )?(\w+)\.", s).groups()
     return x, y, bool(neg), art is not None
 
 @pytest.mark.parametrize("hops", [5, 3, 1])
 def test_prontoqa_records_are_consistent(hops):
-    records = tasks.generate_prontoqa(300, seed=0, hops=hops)
+    records = tasks.generate("prontoqa", 300, seed=0, hops=hops)
     assert {r["answer"] for r in records} == {"True", "False"}
     for r in records:
         body, query = r["question"].split(" True or false: ")
@@ -124,7 +126,7 @@ def test_prontoqa_records_are_consistent(hops):
         n_rules = 4 * hops + 3  # h links, 2h + 1 properties, h extras, b -> a, D's property
         assert len(rules) == n_rules and len(set(rules)) == n_rules
         E = facts[0].split()[0]
-        assert E in tasks.PRONTO_ENTITIES
+        assert E in tasks.prontoqa.ENTITIES
         parsed = [parse_rule(s) for s in rules]
         # the answer follows from the rules: chain forward from the facts
         known = {f.rsplit(" ", 1)[1][:-1] for f in facts}
@@ -152,11 +154,11 @@ def test_prontoqa_records_are_consistent(hops):
         assert r["steps"][hops] == f"{E} is {'not ' if neg else ''}{current}." and current == P
 
 def test_prontoqa_deterministic():
-    assert tasks.generate_prontoqa(5, seed=0) == tasks.generate_prontoqa(5, seed=0)
-    assert tasks.generate_prontoqa(5, seed=0) != tasks.generate_prontoqa(5, seed=1)
-    assert tasks.generate_prontoqa(5, seed=0, hops=3) == tasks.generate_prontoqa(5, seed=0, hops=3)
+    assert tasks.generate("prontoqa", 5, seed=0) == tasks.generate("prontoqa", 5, seed=0)
+    assert tasks.generate("prontoqa", 5, seed=0) != tasks.generate("prontoqa", 5, seed=1)
+    assert tasks.generate("prontoqa", 5, seed=0, hops=3) == tasks.generate("prontoqa", 5, seed=0, hops=3)
     with pytest.raises(ValueError, match="hops=0"):
-        tasks.generate_prontoqa(1, hops=0)
+        tasks.generate("prontoqa", 1, hops=0)
 
 # -----------------------------------------------------------------------------
 # Splits and the CLI
@@ -168,13 +170,15 @@ def test_splits_are_disjoint():
         questions = [{r["question"] for r in s} for s in splits]
         assert sum(len(q) for q in questions) == 300  # no repeats within or across splits
     with pytest.raises(ValueError, match="unknown task"):
+        tasks.make_splits("nope", 1, 1, 1)
+    with pytest.raises(ValueError, match="gsm8k is not generated here"):
         tasks.make_splits("gsm8k", 1, 1, 1)
 
 def test_answers_are_balanced():
     """Neither the position of the right option nor True/False gives the answer away."""
-    first = tasks.dataset_stats(tasks.generate_prosqa(2000, seed=2, n_nodes=8, min_hops=2, max_hops=3))
+    first = tasks.dataset_stats(tasks.generate("prosqa", 2000, seed=2, n_nodes=8, min_hops=2, max_hops=3))
     assert 46 <= first["correct_first"] <= 54  # the right option listed first; 2000 draws: sd 1.1
-    truths = [r["answer"] == "True" for r in tasks.generate_prontoqa(2000, seed=2)]
+    truths = [r["answer"] == "True" for r in tasks.generate("prontoqa", 2000, seed=2)]
     assert 0.46 <= sum(truths) / len(truths) <= 0.54
 
 
@@ -189,32 +193,32 @@ def test_ensure_splits_generates_once_and_refuses_other_knobs(tmp_path):
             tasks.ensure_splits("prosqa", str(tmp_path), n_train=20, seed=0, **other)
     with pytest.raises(SystemExit, match="generated with"):
         tasks.ensure_splits("prosqa", str(tmp_path), n_train=20, seed=1, **knobs)
-    with pytest.raises(SystemExit, match="GSM8k-Aug is not generated"):
+    with pytest.raises(SystemExit, match="python -m tasks gsm8k FOLDER"):
         tasks.ensure_splits("gsm8k", str(tmp_path / "gsm8k"))
 
 
 def test_write_splits_round_trip(tmp_path):
     paths = tasks.write_splits("prosqa", str(tmp_path), n_train=20, n_valid=5, n_test=5, seed=1)
     assert [os.path.basename(p) for p in paths] == ["prosqa_train.json", "prosqa_valid.json", "prosqa_test.json"]
-    assert [tasks.load_records(p) for p in paths] == list(tasks.make_splits("prosqa", 20, 5, 5, seed=1))
+    assert [load_records(p) for p in paths] == list(tasks.make_splits("prosqa", 20, 5, 5, seed=1))
     assert sorted(os.listdir(tmp_path)) == sorted([os.path.basename(p) for p in paths] + ["meta.json"])  # no temp files
     assert json.loads((tmp_path / "meta.json").read_text()) == dict(
         task="prosqa", n_train=20, seed=1, n_valid=5, n_test=5)  # how they were made
-    assert tasks.SPLIT_SIZES == {"prosqa": (17886, 300, 500), "prontoqa": (9000, 200, 800),
+    assert {k: t.SIZES for k, t in tasks.TASKS.items() if hasattr(t, "SIZES")} == {"prosqa": (17886, 300, 500), "prontoqa": (9000, 200, 800),
                                  "arith": (20000, 300, 500)}
 
 def test_cli(tmp_path):
-    run = lambda *args: subprocess.run([sys.executable, os.path.join(ROOT, "tasks.py"), *args],
+    run = lambda *args: subprocess.run([sys.executable, "-m", "tasks", *args], cwd=ROOT,
                                        capture_output=True, text=True, check=True).stdout
-    run("prosqa", f"--out_dir={tmp_path}", "--n_train=8", "--n_valid=2", "--n_test=2",
+    run("prosqa", f"--data_dir={tmp_path}", "--n_train=8", "--n_valid=2", "--n_test=2",
         "--n_nodes=10", "--min_hops=2", "--max_hops=4")
-    assert len(tasks.load_records(str(tmp_path / "prosqa_train.json"))) == 8
+    assert len(load_records(str(tmp_path / "prosqa_train.json"))) == 8
     with pytest.raises(SystemExit, match="generated with"):  # train.py asking for other data is told
         tasks.ensure_splits("prosqa", str(tmp_path), n_train=300, n_nodes=10, min_hops=2, max_hops=4)
     out = run("stats", str(tmp_path / "prosqa_valid.json"))
     assert "nodes" in out and "full sequence" in out
-    run("prontoqa", f"--out_dir={tmp_path}", "--n_train=4", "--n_valid=2", "--n_test=2", "--hops=2")
-    assert all(len(r["steps"]) == 3 for r in tasks.load_records(str(tmp_path / "prontoqa_train.json")))
+    run("prontoqa", f"--data_dir={tmp_path}", "--n_train=4", "--n_valid=2", "--n_test=2", "--hops=2")
+    assert all(len(r["steps"]) == 3 for r in load_records(str(tmp_path / "prontoqa_train.json")))
 
 
 # -----------------------------------------------------------------------------
@@ -225,7 +229,7 @@ def test_arith_records_carry_every_value():
     expression evaluates to its value, every value stays in 0..max_value, and the answer is
     the last value: recomputed here from the question's sentences, not from the steps."""
     ops = {"more": "+", "away": "-", "loses": "-", "sells": "-"}
-    for r in tasks.generate_arith(500, seed=4, min_steps=2, max_steps=5, max_value=40):
+    for r in tasks.generate("arith", 500, seed=4, min_steps=2, max_steps=5, max_value=40):
         body, query = r["question"].split(" How many ")
         sentences = body.split(". ")
         x = int(re.match(r"\w+ has (\d+) ", sentences[0])[1])
@@ -246,13 +250,13 @@ def test_arith_records_carry_every_value():
 
 
 def test_arith_knobs_and_determinism():
-    assert tasks.generate_arith(20, seed=0) == tasks.generate_arith(20, seed=0)
-    assert tasks.generate_arith(20, seed=0) != tasks.generate_arith(20, seed=1)
-    only_add = tasks.generate_arith(50, seed=0, ops="+", max_value=100)
+    assert tasks.generate("arith", 20, seed=0) == tasks.generate("arith", 20, seed=0)
+    assert tasks.generate("arith", 20, seed=0) != tasks.generate("arith", 20, seed=1)
+    only_add = tasks.generate("arith", 50, seed=0, ops="+", max_value=100)
     assert all("+" in s for r in only_add for s in r["steps"])
     for bad in (dict(min_steps=0), dict(min_steps=4, max_steps=3), dict(ops="%"), dict(max_value=2)):
         with pytest.raises(ValueError, match="min_steps|ops|max_value"):
-            tasks.generate_arith(1, **bad)
+            tasks.generate("arith", 1, **bad)
 
 
 ICOT = {"train": ["Tom has 3 apples and buys 2 more. How many?||<<3+2=5>> ## 5",
@@ -263,23 +267,23 @@ ICOT = {"train": ["Tom has 3 apples and buys 2 more. How many?||<<3+2=5>> ## 5",
 def test_convert_gsm8k(tmp_path):
     for split, lines in ICOT.items():
         (tmp_path / f"{split}.txt").write_text("\n".join(lines) + "\n")
-    paths = tasks.convert_gsm8k(str(tmp_path), str(tmp_path / "out"))
+    paths = tasks.gsm8k.convert(str(tmp_path), str(tmp_path / "out"))
     assert [os.path.basename(p) for p in paths] == ["gsm8k_train.json", "gsm8k_valid.json", "gsm8k_test.json"]
-    train = tasks.load_records(paths[0])
+    train = load_records(paths[0])
     assert train[1] == {"question": "A shop sells 1,200 pens at $2. How much?",
                         "steps": ["<<1200*2=2400>>", "<<2400/1=2400>>"], "answer": "2,400"}
-    assert len(tasks.load_records(paths[2])) == 1  # blank lines are skipped
+    assert len(load_records(paths[2])) == 1  # blank lines are skipped
     (tmp_path / "valid.txt").write_text("Q?||<<1+1=2>> ## 2\nno separator here\n")
     with pytest.raises(ValueError, match=r"valid.txt, line 2: expected 'question\|\|"):
-        tasks.convert_gsm8k(str(tmp_path), str(tmp_path / "out2"))
+        tasks.gsm8k.convert(str(tmp_path), str(tmp_path / "out2"))
     (tmp_path / "valid.txt").write_text("Q?||<<1+1=2>> 1+1=2 ## 2\n")
     with pytest.raises(ValueError, match="line 1: step '1\\+1=2' is not of the form"):
-        tasks.convert_gsm8k(str(tmp_path), str(tmp_path / "out2"))
+        tasks.gsm8k.convert(str(tmp_path), str(tmp_path / "out2"))
     assert not os.path.exists(tmp_path / "out2")  # nothing written from a malformed release
     (tmp_path / "valid.txt").write_text("Q?||<<1+1=2>> ## 2\n")
     os.remove(tmp_path / "test.txt")
     with pytest.raises(FileNotFoundError, match="test.txt"):
-        tasks.convert_gsm8k(str(tmp_path), str(tmp_path / "out2"))
+        tasks.gsm8k.convert(str(tmp_path), str(tmp_path / "out2"))
 
 
 def test_ensure_splits_never_regenerates_the_users_files(tmp_path):
@@ -301,3 +305,40 @@ def test_ensure_splits_never_regenerates_the_users_files(tmp_path):
     (tmp_path / "afile").write_text("")
     with pytest.raises(SystemExit, match="is a file, not a folder"):
         tasks.ensure_splits("prosqa", str(tmp_path / "afile"), n_train=20)
+
+
+# -----------------------------------------------------------------------------
+# A new task: one file and one line
+
+def test_a_new_task_is_one_file_and_one_line(tmp_path):
+    """docs/tasks.md's example task, added to a copy of the project exactly as the page says
+    (its module saved as tasks/pointer.py, its import and TASKS lines in place of the old two),
+    is generated, trained through two stages, evaluated and described with no other change."""
+    with open(os.path.join(ROOT, "docs", "tasks.md")) as f:
+        module, lines = re.findall(r"```python\n(.*?)```", f.read(), re.S)[:2]
+    copy = tmp_path / "project"
+    shutil.copytree(ROOT, copy, ignore=shutil.ignore_patterns(".git", "data", "out*", "runs", "models",
+                                                               "assets", "docs", "__pycache__"))
+    (copy / "tasks" / "pointer.py").write_text(module)
+    init = (copy / "tasks" / "__init__.py").read_text()
+    old = [line for line in init.splitlines() if line.startswith(("from tasks import", "TASKS = "))]
+    assert len(old) == 2
+    init = init.replace(old[0], lines.splitlines()[0]).replace(old[1], lines.splitlines()[1])
+    (copy / "tasks" / "__init__.py").write_text(init)
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    run = lambda *args: subprocess.run([sys.executable, *args], cwd=copy, env=env, capture_output=True,
+                                       text=True, timeout=300)
+    p = run("train.py", "--task=pointer", "--n_train=256", "--max_pointer_hops=3", "--max_latent_stage=2",
+            "--epochs_per_stage=1", "--num_epochs=2", "--n_layer=1", "--n_head=2", "--n_embd=32",
+            "--n_val=16", "--block_size=96", "--max_new_tokens=16", "--out_dir=out")
+    assert p.returncode == 0, p.stderr[-2000:]
+    meta = json.loads((copy / "data" / "pointer" / "meta.json").read_text())
+    assert meta == dict(task="pointer", n_train=256, seed=0, n_letters=8, min_pointer_hops=2, max_pointer_hops=3)
+    r = load_records(str(copy / "data" / "pointer" / "pointer_valid.json"))[0]
+    assert r["question"].endswith(f"{len(r['steps'])} hops?") and r["steps"][-1].endswith(">" + r["answer"])
+    p = run("train.py", "--eval_only=True", "--out_dir=out")
+    assert p.returncode == 0 and json.loads(p.stdout.strip().splitlines()[-1])["n"] == 200, p.stderr[-2000:]
+    p = run("train.py", "--task=pointer", "--min_pointer_hops=0", "--out_dir=out2")  # its own check
+    assert p.returncode == 1 and "min_pointer_hops=0, max_pointer_hops=3: need 1 <= min <= max" in p.stderr
+    p = run("-m", "tasks", "stats", "data/pointer/pointer_test.json")
+    assert p.returncode == 0 and "full sequence" in p.stdout

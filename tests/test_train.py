@@ -13,10 +13,11 @@ import shutil
 import pytest
 import torch
 
-import common
+import checkpoint
 import data
 import sample
 import tasks
+from files import load_records
 from weights import write_safetensors
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -26,9 +27,15 @@ TINY = ["--n_train=256", "--n_nodes=8", "--min_hops=2", "--max_hops=3", "--max_l
         "--block_size=256", "--sort_chunk=3"]
 
 
+def tiny(args):
+    """TINY, but for a run of another task without ProsQA's knobs (another task's knob is refused)."""
+    other = any(a.startswith("--task=") and a != "--task=prosqa" for a in args)
+    return [a for a in TINY if not (other and a.split("=")[0] in ("--n_nodes", "--min_hops", "--max_hops"))]
+
+
 def train(*args, check=True):
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    p = subprocess.run([sys.executable, "train.py", *TINY, *args], cwd=ROOT, env=env,
+    p = subprocess.run([sys.executable, "train.py", *tiny(args), *args], cwd=ROOT, env=env,
                        capture_output=True, text=True, timeout=300)
     if check and p.returncode != 0:
         raise AssertionError(p.stdout[-3000:] + p.stderr[-3000:])
@@ -37,13 +44,13 @@ def train(*args, check=True):
 
 KILLED_AT = """
 import os, runpy, sys, coconut
-step, real = [0], coconut.train_step
-def train_step(*args, **kwargs):  # SIGKILL before training step number {step}: a real kill
+step, real = [0], coconut.forward_backward
+def forward_backward(*args, **kwargs):  # SIGKILL before training step number {step}: a real kill
     step[0] += 1
     if step[0] == {step}:
         os.kill(os.getpid(), 9)
     return real(*args, **kwargs)
-coconut.train_step = train_step
+coconut.forward_backward = forward_backward
 sys.argv = ["train.py", *{args!r}]
 runpy.run_path("train.py", run_name="__main__")
 """
@@ -52,7 +59,7 @@ runpy.run_path("train.py", run_name="__main__")
 def train_killed(step, *args):
     """train.py killed (SIGKILL) just before its training step number `step` (1-based)."""
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    code = KILLED_AT.format(step=step, args=[*TINY, *args])
+    code = KILLED_AT.format(step=step, args=[*tiny(args), *args])
     p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
                        timeout=300)
     assert p.returncode == -9, p.stderr[-3000:]
@@ -61,7 +68,7 @@ def train_killed(step, *args):
 def train_here(monkeypatch, *args):
     """train.py in this process (no interpreter start-up): for runs that stop early with a
     SystemExit, which propagates."""
-    monkeypatch.setattr(sys, "argv", ["train.py", *TINY, *args])
+    monkeypatch.setattr(sys, "argv", ["train.py", *tiny(args), *args])
     monkeypatch.chdir(ROOT)
     runpy.run_path(os.path.join(ROOT, "train.py"), run_name="__main__")
 
@@ -117,8 +124,8 @@ def test_two_stages_lower_loss_and_resume_exactly(data_dir, tmp_path):
     # eval_only on any file in the official format, with any number of thoughts. The answers
     # of questions 0, 2, 4 are set to what the model generates (sample.py's way of reading
     # them), the others to a wrong answer: the accuracy must be exactly 3/5
-    records = tasks.load_records(os.path.join(data_dir, "prosqa_test.json"))[:5]
-    model, vocab, cfg = sample.load(common.find_checkpoint(full), "cpu")
+    records = load_records(os.path.join(data_dir, "prosqa_test.json"))[:5]
+    model, vocab, cfg = sample.load(checkpoint.find_checkpoint(full), "cpu")
     for k in (-1, 0, 4):
         results = sample.run(model, vocab, records, cfg, n_latent=k, max_new_tokens=40)
         planted = [dict(question=r["question"], steps=r["steps"],
@@ -160,7 +167,13 @@ def test_two_stages_lower_loss_and_resume_exactly(data_dir, tmp_path):
     (["--n_layer=0"], "n_layer=0 must be >= 1"),
     (["--learning_rate=1e999"], "learning_rate=inf must be in"),
     (["--max_new_tokens=0"], "max_new_tokens=0 must be >= 1"),
-    (["--task=prontoqa", "--hops=0"], "hops=0 must be >= 1"),
+    (["--task=prontoqa", "--hops=0"], "task prontoqa: hops=0: need hops >= 1"),
+    (["--task=arith", "--max_value=2"], "max_value=2, ops='+-*/': need max_value >= 3"),
+    (["--task=arith", "--hops=3"], "hops=3: not a knob of task 'arith', whose knobs are min_steps, max_steps"),
+    (["--n_val=0"], "n_val=0: give the number of validation examples scored each epoch (>= 1), or -1"),
+    (["--dtype=float16"], "dtype='float16' would train without loss scaling"),
+    (["--eval_out=/tmp/x.json"], "eval_out='/tmp/x.json': the per-question results are written by --eval_only=True"),
+    (["--eval_only=True", "--init_from=gpt2"], "eval_only of init_from='gpt2' (GPT-2's weights, untrained here)"),
     (["--n_latent=300"], "positions, more than the context block_size=256"),  # 300 thoughts
     (["--init_from=/nonexistent/model.safetensors"], "init_from='/nonexistent/model.safetensors': no GPT-2 weights"),
     (["--start_epoch=5", "--num_epochs=5"], "start_epoch=5 leaves nothing to train: it must be below num_epochs=5"),
@@ -187,8 +200,8 @@ def test_every_method_trains(data_dir, tmp_path, method):
     assert all(math.isfinite(r["train_loss"]) and math.isfinite(r["val_loss"]) for r in log)
     assert torch.load(tmp_path / "ckpt.pt", weights_only=True)["config"]["method"] == method
     if method == "cot":  # CoT match: the steps of questions 0 and 2 planted from the model's own
-        records = tasks.load_records(os.path.join(data_dir, "prosqa_test.json"))[:5]
-        model, vocab, cfg = sample.load(common.find_checkpoint(str(tmp_path)), "cpu")
+        records = load_records(os.path.join(data_dir, "prosqa_test.json"))[:5]
+        model, vocab, cfg = sample.load(checkpoint.find_checkpoint(str(tmp_path)), "cpu")
         results = sample.run(model, vocab, records, cfg, max_new_tokens=40)
         planted = [dict(r, steps=res["text"].split("#")[0].strip().split("\n") if i in (0, 2) else ["No."])
                    for i, (r, res) in enumerate(zip(records, results))]
@@ -306,7 +319,7 @@ def test_arith_end_to_end(tmp_path):
           "--min_steps=2", "--max_steps=3", "--max_value=20", "--batch_size=16")
     meta = json.loads((d / "meta.json").read_text())
     assert meta == dict(task="arith", n_train=64, seed=0, min_steps=2, max_steps=3, max_value=20, ops="+-*/")
-    assert len(tasks.load_records(str(d / "arith_train.json"))) == 64
+    assert len(load_records(str(d / "arith_train.json"))) == 64
     assert [r["stage"] for r in read_log(str(out))] == [0, 1]
     p = train("--eval_only=True", f"--out_dir={out}")
     assert "arith_test.json" in p.stdout and "epoch 2, stage 1" in p.stdout
@@ -320,8 +333,8 @@ def test_prontoqa_end_to_end(tmp_path):
     train("--task=prontoqa", "--hops=2", f"--data_dir={d}", f"--out_dir={out}", "--num_epochs=2",
           "--n_train=400", "--batch_size=16", "--block_size=256", "--n_val=8", "--max_new_tokens=16")
     assert json.loads((d / "meta.json").read_text()) == dict(task="prontoqa", n_train=400, seed=0, hops=2)
-    assert all(len(r["steps"]) == 3 for r in tasks.load_records(str(d / "prontoqa_train.json")))
-    sizes = [len(tasks.load_records(str(d / f"prontoqa_{s}.json"))) for s in ("train", "valid", "test")]
+    assert all(len(r["steps"]) == 3 for r in load_records(str(d / "prontoqa_train.json")))
+    sizes = [len(load_records(str(d / f"prontoqa_{s}.json"))) for s in ("train", "valid", "test")]
     assert sizes == [400, 200, 800]  # the paper's 200 / 800 beside the train size asked for
     log = read_log(str(out))
     assert [r["stage"] for r in log] == [0, 1] and all(math.isfinite(r["val_loss"]) for r in log)
@@ -355,7 +368,7 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_checkpoint(data_dir, one_epoch, 
     import coconut
     out = copy_of(one_epoch, tmp_path)
     before = open(os.path.join(out, "ckpt.pt"), "rb").read()
-    monkeypatch.setattr(coconut, "train_step", lambda *a, **k: float("nan"))
+    monkeypatch.setattr(coconut, "forward_backward", lambda *a, **k: float("nan"))
     with pytest.raises(SystemExit, match="the loss is nan at step 8 .*ckpt.pt keeps the last finished epoch"):
         train_here(monkeypatch, f"--data_dir={data_dir}", f"--out_dir={out}", "--num_epochs=2", "--init_from=resume")
     assert open(os.path.join(out, "ckpt.pt"), "rb").read() == before and len(read_log(out)) == 1
@@ -460,7 +473,7 @@ def test_a_broken_launcher_environment_is_named(data_dir, tmp_path, monkeypatch,
 def test_one_run_at_a_time_in_an_out_dir(data_dir, tmp_path, monkeypatch):
     """A second run in a used out_dir is refused with the holder's pid; once the holder has
     died, its lock is gone and a run goes ahead."""
-    holder = subprocess.Popen([sys.executable, "-c", "import common, sys, time; lock = common.claim("
+    holder = subprocess.Popen([sys.executable, "-c", "import checkpoint, sys, time; lock = checkpoint.claim("
                                f"{str(tmp_path)!r}, False, False); print('held', flush=True); time.sleep(60)"],
                               cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
@@ -477,6 +490,48 @@ def test_one_run_at_a_time_in_an_out_dir(data_dir, tmp_path, monkeypatch):
 
 def test_eval_only_says_which_settings_came_from_the_checkpoint(data_dir, one_epoch):
     p = train("--eval_only=True", f"--out_dir={one_epoch}", "--method=cot", "--c_thought=3", "--n_val=4")
-    assert re.search(r"from the checkpoint, not the flags: .*method='coconut', c_thought=1", p.stdout)
+    said = [line for line in p.stdout.splitlines() if "overridden by the checkpoint" in line]
+    assert said == ["--method='cot' is overridden by the checkpoint, trained with method='coconut'",
+                    "--c_thought=3 is overridden by the checkpoint, trained with c_thought=1"]  # each flag
     result = json.loads(p.stdout.strip().splitlines()[-1])
     assert (result["method"], result["c_thought"], result["max_latent_stage"]) == ("coconut", 1, 2)
+    # max_new_tokens is the checkpoint's (40, not the default 96) unless a flag asks for another
+    # (longer questions than trained on need more)
+    for flags, expected in (([], 40), (["--max_new_tokens=7"], 7)):
+        p = subprocess.run([sys.executable, "train.py", "--eval_only=True", f"--out_dir={one_epoch}",
+                            "--n_val=4", *flags], cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert json.loads(p.stdout.strip().splitlines()[-1])["max_new_tokens"] == expected, p.stderr
+
+
+@pytest.mark.skipif(torch.cuda.is_available() or torch.backends.mps.is_available(), reason="a machine with no GPU")
+@pytest.mark.parametrize("device", ["cuda", "cuda:1", "mps"])
+def test_a_device_this_machine_lacks_is_one_line(data_dir, tmp_path, monkeypatch, device):
+    with pytest.raises(SystemExit, match=re.escape(f"device={device!r} is not on this machine") +
+                       r".*it has cpu: --device=auto \(the default\) picks the first"):
+        train_here(monkeypatch, f"--data_dir={data_dir}", f"--out_dir={tmp_path}", f"--device={device}")
+    with pytest.raises(SystemExit, match="device='gpu': choose 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"):
+        train_here(monkeypatch, f"--data_dir={data_dir}", f"--out_dir={tmp_path}", "--device=gpu")
+
+
+def test_eval_only_of_an_exported_folder(tmp_path):
+    """The model sample.py uses (models/prosqa_cpu, an exported folder) is evaluated by eval_only
+    on the test split it carries; a folder that is no export, and eval_out, are checked."""
+    out = tmp_path / "answers.json"
+    p = subprocess.run([sys.executable, "train.py", "--eval_only=True", "--init_from=models/prosqa_cpu",
+                        "--n_val=20", f"--eval_out={out}"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert os.path.join("models", "prosqa_cpu", "prosqa_test.json") in p.stdout
+    result = json.loads(p.stdout.strip().splitlines()[-1])
+    saved = json.loads(out.read_text())  # each question's answer, for paired tests between methods
+    assert result["n"] == 20 == len(saved["results"]) and saved["val_acc"] == result["val_acc"]
+    assert sum(r["correct"] for r in saved["results"]) == round(20 * result["val_acc"])
+    with pytest.raises(SystemExit, match="is a folder without model.json"):
+        checkpoint.starting_checkpoint(dict(out_dir="out", init_from=str(tmp_path), eval_only=True, val_data=""))
+    p = subprocess.run([sys.executable, "train.py", "--eval_only=True", "--init_from=models/prosqa_cpu",
+                        f"--eval_out={tmp_path}/no/such/folder.json"], cwd=ROOT, capture_output=True, text=True)
+    assert p.returncode == 1 and "its folder does not exist" in p.stderr
+
+
+def test_no_vocabulary_from_no_records():
+    with pytest.raises(ValueError, match="made from the training split's records, and none were given"):
+        data.Vocab.from_records([], "task")
