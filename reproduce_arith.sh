@@ -2,8 +2,10 @@
 # The arithmetic table on a CPU, the paper's way: per seed, the CoT run (config/arith_cot_cpu.py,
 # also the CoT baseline), then Coconut, pause as thought, pause token and w/o curriculum from its
 # checkpoint at stage 1 (config/arith_cpu.py), and No-CoT from scratch; each best.pt scored on the
-# test split; then mean, spread and minimum over seeds. Two seeds run at once, one thread each
-# (on 2 cores that gets 1.3-1.4x the work of one run on both cores). Skips finished runs.
+# test split (every answer kept: RUN/test.json); then mean, spread and minimum over seeds, and
+# Coconut against each other method seed by seed (McNemar's test). Two seeds run at once, one
+# thread each (on 2 cores that gets 1.3-1.4x the work of one run on both cores). Skips finished
+# runs.
 #   bash reproduce_arith.sh [runs] [first_seed] [last_seed] [methods...]
 #   bash reproduce_arith.sh runs 0 7                       # 8 seeds, every method: hours
 #   bash reproduce_arith.sh runs 0 1 coconut pause_as_thought
@@ -17,8 +19,8 @@ run() {  # name, train.py arguments...: train unless done, then score best.pt on
         local t0=$SECONDS
         python train.py "$@" --out_dir="$runs/$name" --overwrite=True > "$runs/$name.log" 2>&1 &&
         echo "{\"wall_s\": $((SECONDS - t0))}" > "$runs/$name.time.json" &&
-        python train.py --eval_only=True --out_dir="$runs/$name" 2>&1 | tail -n 1 > "$runs/$name/test.tmp" &&
-        mv "$runs/$name/test.tmp" "$runs/$name/test.json" || echo "$name failed: see $runs/$name.log"
+        python train.py --eval_only=True --out_dir="$runs/$name" --eval_out="$runs/$name/test.json" \
+            > /dev/null || echo "$name failed: see $runs/$name.log"
     fi
 }
 seed() {  # every run of one seed, in order: CoT first, the others start from it
@@ -39,25 +41,6 @@ for ((s = first; s <= last; s += 2)); do
     if ((s + 1 <= last)); then seed $((s + 1)) & fi
     wait
 done
-python - "$runs" "$first" "$last" cot $methods <<'PY'
-import json, os, statistics, sys
-runs, first, last, methods = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4:]
-acc = {}
-for m in methods:
-    for s in range(first, last + 1):
-        path = os.path.join(runs, f"arith-{m}-s{s}", "test.json")
-        if os.path.isfile(path):
-            acc.setdefault(m, {})[s] = 100 * json.load(open(path))["val_acc"]
-print(f"{'method':18} {'seeds':>5} {'mean':>6} {'std':>5} {'min':>5}  per seed")
-for m, by_seed in acc.items():
-    xs = list(by_seed.values())
-    std = statistics.stdev(xs) if len(xs) > 1 else 0.0
-    print(f"{m:18} {len(xs):>5} {statistics.mean(xs):6.2f} {std:5.2f} {min(xs):5.1f}  "
-          + " ".join(f"{x:.1f}" for x in xs))
-if "coconut" in acc and "pause_as_thought" in acc:
-    lead = [acc["coconut"][s] - acc["pause_as_thought"][s] for s in acc["coconut"] if s in acc["pause_as_thought"]]
-    if lead:
-        std = statistics.stdev(lead) if len(lead) > 1 else 0.0
-        print(f"{'lead over pause':18} {len(lead):>5} {statistics.mean(lead):6.2f} {std:5.2f} {min(lead):5.1f}  "
-              + " ".join(f"{x:+.1f}" for x in lead))
-PY
+# each method over the seeds, then Coconut against each of the others seed by seed, on the same
+# 500 questions (McNemar's exact test)
+python scoring.py table "$runs/arith-{method}-s{seed}/test.json" coconut cot $methods

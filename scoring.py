@@ -5,9 +5,13 @@ and sample.py all score through answer(); mcnemar() says whether two methods tha
 same questions differ by more than chance.
 
     python scoring.py A.json B.json     # two --eval_out files: accuracies and McNemar's test
+    python scoring.py table 'runs/arith-{method}-s{seed}/test.json' coconut pause_as_thought cot
 """
+import glob
 import json
 import math
+import re
+import statistics
 import sys
 
 import torch
@@ -26,8 +30,9 @@ def answer(model, vocab, cfg, records, examples, stage, n_latent=None, max_new_t
     thoughts (None: the stage's). One dict per question: text (generated), answer (read from
     it), correct (None without a reference), steps_match (whether the language steps equal the
     reference's remaining steps; None where none remain), n_latent, n_tokens (generated,
-    thoughts included), and with top_k > 0 thoughts: each thought's top_k (token, probability)
-    through the LM head, what it would say if it were decoded (it never is)."""
+    thoughts included), step1_match (the first of those steps only), and with top_k > 0
+    thoughts: each thought's top_k (token, probability) through the LM head, what it would say
+    if it were decoded (it never is)."""
     layout_args = dict(c_thought=cfg["c_thought"], max_latent_stage=cfg["max_latent_stage"],
                        pad_latent_to_max=cfg["pad_latent_to_max"])
     prompts = [data.layout(ex, vocab, cfg["method"], stage, n_latent=n_latent, prompt_only=True,
@@ -48,10 +53,11 @@ def answer(model, vocab, cfg, records, examples, stage, n_latent=None, max_new_t
         n = row.ids.count(vocab.latent)  # a row may have fewer thoughts than the batch
         truth = record["answer"]
         dropped = data.stage_plan(len(record["steps"]), cfg["method"], stage, **layout_args).dropped
-        left = "\n".join(record["steps"][dropped:]).strip()  # the steps still in language
+        said, left = text.split("#")[0].strip(), record["steps"][dropped:]  # the steps in language
         r = dict(question=record["question"], text=text, answer=answer_of(text, cfg["task"]),
                  truth=truth, n_latent=n, n_tokens=n_new + n, n_steps=len(record["steps"]),
-                 steps_match=text.split("#")[0].strip() == left if dropped < len(record["steps"]) else None)
+                 steps_match=said == "\n".join(left).strip() if left else None,
+                 step1_match=said.split("\n")[0].strip() == left[0].strip() if left else None)
         r["correct"] = None if truth is None else r["answer"] == answer_of(truth, cfg["task"])
         if top_k > 0:
             r["thoughts"] = [[(vocab.decode([t]), p) for t, p in zip(top[b][j], probs[b][j])]
@@ -73,6 +79,21 @@ def answer_of(text, task=""):
     for GSM8k and arithmetic: tasks/gsm8k.py)."""
     own = getattr(tasks.TASKS.get(task), "answer", None)
     return own(text) if own else text.split("#")[-1].strip()
+
+
+def counts(results):
+    """What validation adds up over questions (a list, so that DDP ranks can sum theirs):
+    correct, steps matched, first steps matched, questions with steps left, tokens."""
+    return [sum(bool(r[k]) for r in results) for k in ("correct", "steps_match", "step1_match")] + \
+        [sum(r["steps_match"] is not None for r in results), sum(r["n_tokens"] for r in results)]
+
+
+def metrics(counts, n):
+    """Validation's figures from the summed counts of n questions: accuracy, CoT exact match and
+    first-step match (None where no step is left in language), mean tokens generated."""
+    correct, steps, step1, with_steps, tokens = counts
+    em = lambda k: k / with_steps if with_steps else None
+    return dict(val_acc=correct / n, cot_em=em(steps), step1_em=em(step1), mean_tokens=tokens / n, n=n)
 
 
 def accuracy(results):
@@ -111,10 +132,50 @@ def load_results(path):
         return json.load(f)["results"]
 
 
+def table(pattern, methods):
+    """Mean, standard deviation and minimum over seeds of each method's accuracy (%), from the
+    --eval_out files that `pattern` names with {method} and {seed} (runs/arith-{method}-s{seed}/
+    test.json); then the first method against each other one, seed by seed, on the same
+    questions: the lead and McNemar's exact test."""
+    found, methods = {}, list(dict.fromkeys(methods))  # each once, in order
+    for m in methods:
+        for path in sorted(glob.glob(pattern.format(method=m, seed="*"))):
+            seed = re.fullmatch(re.escape(pattern).replace(re.escape("{seed}"), r"(\d+)")
+                                .replace(re.escape("{method}"), re.escape(m)), path)
+            if seed:
+                found.setdefault(m, {})[int(seed[1])] = [r["correct"] for r in load_results(path)]
+    found = {m: dict(sorted(by_seed.items())) for m, by_seed in found.items()}  # seed 10 after 9
+    pct = lambda c: 100 * sum(c) / len(c)
+    spread = lambda xs: f"{statistics.mean(xs):6.2f} {statistics.stdev(xs) if len(xs) > 1 else 0:5.2f} {min(xs):5.1f}"
+    lines = [f"{'method':18} {'seeds':>5} {'mean':>6} {'std':>5} {'min':>5}  per seed"]
+    for m, by_seed in found.items():
+        xs = [pct(c) for c in by_seed.values()]
+        lines.append(f"{m:18} {len(xs):>5} {spread(xs)}  " + " ".join(f"{s}:{pct(c):.1f}" for s, c in by_seed.items()))
+    first = methods[0]
+    for other in [m for m in found if m != first and first in found]:
+        seeds = sorted(set(found[first]) & set(found[other]))
+        if not seeds:
+            continue
+        lines.append(f"\n{first} - {other}, per seed (McNemar's exact test on the same questions)")
+        leads = []
+        for s in seeds:
+            a, b = found[first][s], found[other][s]
+            only_a, only_b, p = mcnemar(a, b)
+            leads.append(pct(a) - pct(b))
+            lines.append(f"  seed {s}: {leads[-1]:+6.1f}  only {first} right {only_a:4}, only {other} "
+                         f"right {only_b:4}, p = {p:.2g}")
+        lines.append(f"  {'lead':18} {len(leads):>5} {spread(leads)}")
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
+    if len(sys.argv) >= 4 and sys.argv[1] == "table":
+        print(table(sys.argv[2], sys.argv[3:]))
+        sys.exit(0)
     if len(sys.argv) != 3:
-        raise SystemExit("usage: python scoring.py A.json B.json   (files written by train.py "
-                         "--eval_only=True --eval_out=FILE on the same questions)")
+        raise SystemExit("usage: python scoring.py A.json B.json   (two --eval_out files of the same "
+                         "questions)\n       python scoring.py table 'runs/arith-{method}-s{seed}/test.json' "
+                         "METHOD [METHOD ...]")
     a, b = (load_results(p) for p in sys.argv[1:])
     if [r["question"] for r in a] != [r["question"] for r in b]:
         raise SystemExit(f"{sys.argv[1]} and {sys.argv[2]} answer different questions: McNemar's "

@@ -173,7 +173,8 @@ longest = max([(full(ex), i, "train") for i, ex in enumerate(train_set)] +  # a 
 if longest[0] > model.config.block_size:
     raise SystemExit(f"{longest[2]} example {longest[1]} needs {longest[0]} positions, more than "
                      f"the context block_size={model.config.block_size} (generation adds "
-                     f"max_new_tokens={max_new_tokens}); raise block_size or shorten the data")
+                     f"max_new_tokens={max_new_tokens}); raise block_size (a model trained anew), "
+                     "lower max_new_tokens or n_latent, or shorten the data")
 # the model the training step runs: compiled on CUDA (evaluation runs the eager one, whose
 # shapes change every batch)
 step_model = torch.compile(model, dynamic=True) if compile and device_type == "cuda" else model
@@ -199,10 +200,10 @@ def selectable(epoch):
 
 @torch.no_grad()
 def evaluate(stage, n_latent=None, with_loss=True):
-    """Validation loss, answer accuracy, CoT exact match and mean generated tokens (this rank's
-    share of the validation set, then summed over ranks), and each question's result."""
+    """Validation loss, answer accuracy, CoT and first-step exact match, mean generated tokens
+    (this rank's share of the validation set, then summed over ranks); each question's result."""
     model.eval()
-    totals = torch.zeros(6, device=device)  # loss, labels, correct, cot match, tokens, cot count
+    totals = torch.zeros(7, device=device)  # loss, labels, then scoring.counts
     mine, results = list(range(rank, len(val_set), world_size)), []
     for i in range(0, len(mine), eval_batch_size):
         ids = mine[i:i + eval_batch_size]
@@ -216,16 +217,12 @@ def evaluate(stage, n_latent=None, with_loss=True):
         with autocast:
             results += scoring.answer(model, vocab, config, [val_records[j] for j in ids],
                                       [val_set[j] for j in ids], stage, n_latent, max_new_tokens)
-    for r in results:
-        totals[2:] += torch.tensor([r["correct"], r["steps_match"] or 0, r["n_tokens"],
-                                    r["steps_match"] is not None], device=device)
+    totals[2:] += torch.tensor(scoring.counts(results), device=device)
     if ddp:
         dist.all_reduce(totals)
     model.train()
-    n = len(val_set)
     loss = dict(val_loss=(totals[0] / totals[1].clamp(min=1)).item()) if with_loss else {}
-    cot_em = totals[3].item() / totals[5].item() if totals[5] > 0 else None  # None: no steps left
-    return dict(**loss, val_acc=totals[2].item() / n, cot_em=cot_em, mean_tokens=totals[4].item() / n, n=n), results
+    return dict(**loss, **scoring.metrics(totals[2:].tolist(), len(val_set))), results
 
 
 if eval_only:

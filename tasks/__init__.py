@@ -164,7 +164,8 @@ def ensure_splits(task, data_dir, n_train=None, seed=0, **knobs):
                 old = json.load(f)
         except (OSError, ValueError) as e:
             raise SystemExit(f"{meta_path} is damaged ({e}); delete {data_dir} to generate it anew") from None
-        if old != meta:
+        defaults = getattr(TASKS.get(task), "KNOBS", {})  # a knob added since: at its default
+        if {**defaults, **old} != {**defaults, **meta}:
             raise SystemExit(f"{data_dir} holds data generated with {old}, not {meta}: "
                              "delete it or point data_dir to another folder")
         return paths

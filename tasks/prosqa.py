@@ -13,10 +13,11 @@ import re
 from tasks.stats import shares, summarize
 
 SIZES = (17886, 300, 500)  # train, valid, test: the paper's
-KNOBS = dict(n_nodes=28, min_hops=3, max_hops=6)  # these defaults reproduce the official data
+KNOBS = dict(n_nodes=28, min_hops=3, max_hops=6, mean_parents=1.5)  # these defaults make the official data
+# (mean_parents: how many parents a node draws on average; more make denser graphs)
 
 
-def check(n_nodes, min_hops, max_hops):
+def check(n_nodes, min_hops, max_hops, mean_parents):
     if n_nodes < 4:
         raise ValueError(f"n_nodes={n_nodes}: need at least 4 nodes (two names and a leaf each)")
     if n_nodes > 2 + len(CONCEPTS):
@@ -24,6 +25,8 @@ def check(n_nodes, min_hops, max_hops):
                          f"{len(CONCEPTS)} concepts to name the nodes with")
     if not 1 <= min_hops <= max_hops:
         raise ValueError(f"min_hops={min_hops}, max_hops={max_hops}: need 1 <= min_hops <= max_hops")
+    if not 0.1 <= mean_parents <= 10:
+        raise ValueError(f"mean_parents={mean_parents}: must be in [0.1, 10]")
 
 NAMES = ["Tom", "Bob", "Max", "Gabriel", "Oliver", "Polly", "Alex", "Jack", "Carol", "Sam",
          "Stella", "Sally", "Eva", "Fae", "Rex", "Davis", "Wren"]
@@ -86,13 +89,13 @@ def random_shortest_path(rng, parents, dist, target):
         path.append(rng.choices(preds, [count[u] for u in preds])[0])
     return path[::-1]
 
-def random_graph(rng, n_nodes):
+def random_graph(rng, n_nodes, mean_parents=1.5):
     """One random DAG: edges (parent, child) over node ids 0..n_nodes-1, and each node's label.
     Seeds 0 and 1 become the two candidate root names; label bit 1 (2) = reachable from seed 0 (1)."""
     label, depth, edges = [1, 2], [0, 0], []
     only = {1: [0], 2: [1]}  # nodes reachable from exactly one seed: where most parents come from
     for idx in range(2, n_nodes):
-        k, u = poisson(rng, 1.5), rng.random()
+        k, u = poisson(rng, mean_parents), rng.random()
         cands = only[1] if u <= 0.40 else only[2] if u <= 0.80 else range(idx)
         # deeper parents are favoured, which is what makes multi-hop chains common
         k = min(k, len(cands))
@@ -108,10 +111,10 @@ def random_graph(rng, n_nodes):
         edges += [(p, idx) for p in parents]
     return edges, label
 
-def example(rng, n_nodes=28, min_hops=3, max_hops=6):
+def example(rng, n_nodes=28, min_hops=3, max_hops=6, mean_parents=1.5):
     """One ProsQA record in the official format; rejects graphs until one fits the hop range."""
     for _ in range(MAX_REJECTS):
-        edges, label = random_graph(rng, n_nodes)
+        edges, label = random_graph(rng, n_nodes, mean_parents)
         # drop nodes without edges and renumber in order (seeds stay 0 and 1 if they survive)
         used = sorted({v for e in edges for v in e})
         if used[:2] != [0, 1]:

@@ -342,3 +342,23 @@ def test_a_new_task_is_one_file_and_one_line(tmp_path):
     assert p.returncode == 1 and "min_pointer_hops=0, max_pointer_hops=3: need 1 <= min <= max" in p.stderr
     p = run("-m", "tasks", "stats", "data/pointer/pointer_test.json")
     assert p.returncode == 0 and "full sequence" in p.stdout
+
+
+def test_denser_prosqa_graphs_and_data_made_before_a_knob_existed(tmp_path):
+    """mean_parents makes denser graphs (issue: harder splits than training); 1.5 is the default
+    and the data of before the knob (its meta.json without it) is the same data, while data
+    asked for with another value is not."""
+    edges = lambda mp: sum(len(r["edges"]) for r in tasks.generate("prosqa", 300, seed=5, n_nodes=8, min_hops=2,
+                                                                    max_hops=3, mean_parents=mp)) / 300
+    assert edges(3.0) > 1.3 * edges(1.5)
+    assert tasks.generate("prosqa", 20, seed=3) == tasks.generate("prosqa", 20, seed=3, mean_parents=1.5)
+    with pytest.raises(ValueError, match=r"mean_parents=0.0: must be in \[0.1, 10\]"):
+        tasks.generate("prosqa", 1, mean_parents=0.0)
+    knobs = dict(n_nodes=8, min_hops=2, max_hops=3)
+    tasks.ensure_splits("prosqa", str(tmp_path), n_train=20, mean_parents=1.5, **knobs)  # as train.py
+    meta = json.loads((tmp_path / "meta.json").read_text())
+    del meta["mean_parents"]  # as written before the knob
+    (tmp_path / "meta.json").write_text(json.dumps(meta))
+    tasks.ensure_splits("prosqa", str(tmp_path), n_train=20, mean_parents=1.5, **knobs)
+    with pytest.raises(SystemExit, match="generated with"):
+        tasks.ensure_splits("prosqa", str(tmp_path), n_train=20, mean_parents=3.0, **knobs)
