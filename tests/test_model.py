@@ -109,3 +109,54 @@ def test_gpt2_init():
         # the sample std of >= 4096 normal draws is within 3% of sigma (about 3 standard errors)
         assert abs(p.std().item() / expected - 1) < 0.03, (name, p.std().item(), expected)
     assert model.lm_head.weight is model.transformer.wte.weight
+
+
+@pytest.mark.parametrize("masked", [False, True])  # the fast causal kernel; the padding mask (training)
+def test_dropout_at_its_three_places(masked):
+    """HF GPT-2's dropout in train mode (the paper's 0.1; 0.5 here, so the counts are clear) at
+    its three places: the input embeddings (wte + wpe), the attention weights, and each residual
+    branch (the attention's and the MLP's output) before it is added. Hooks read each place's
+    input and output; the values before dropout are recomputed here: an element either stays,
+    scaled by 1/(1-p), or is zeroed, about a share p of them; attention output differs from
+    softmax(q k^T / sqrt(hs)) v computed by hand. In eval mode nothing is dropped."""
+    p = 0.5
+    model = tiny(dropout=p)
+    B, T = 2, 16
+    idx = torch.randint(0, 64, (B, T), generator=torch.Generator().manual_seed(0))
+    pos = torch.arange(T).expand(B, T)
+    mask = torch.ones(B, T, dtype=torch.bool) if masked else None
+    seen = {}
+
+    def keep(name, what):
+        return lambda module, args, out=None: seen.__setitem__(name, (args[0] if what == "in" else out).detach())
+
+    block = model.transformer.h[0]
+    hooks = [block.ln_1.register_forward_pre_hook(keep("embedded", "in")),
+             block.attn.c_attn.register_forward_hook(keep("qkv", "out")),
+             block.attn.c_proj.register_forward_pre_hook(keep("mixed", "in")),
+             block.attn.c_proj.register_forward_hook(keep("attn_proj", "out")),
+             block.attn.register_forward_hook(keep("attn_branch", "out")),
+             block.mlp.c_proj.register_forward_hook(keep("mlp_proj", "out")),
+             block.mlp.register_forward_hook(keep("mlp_branch", "out"))]
+    C, nh = model.config.n_embd, model.config.n_head
+    with torch.no_grad():
+        embedded = model.transformer.wte(idx) + model.transformer.wpe(pos)  # before dropout
+    for training in (True, False):
+        model.train(training)
+        torch.manual_seed(1)
+        with torch.no_grad():
+            model(idx, pos=pos, mask=mask)
+        for before, after in ((embedded, seen["embedded"]), (seen["attn_proj"], seen["attn_branch"]),
+                              (seen["mlp_proj"], seen["mlp_branch"])):
+            kept = after != 0
+            assert torch.allclose(after[kept], before[kept] / (1 - p if training else 1), rtol=1e-5, atol=1e-6)
+            dropped = 1 - kept.float().mean().item()  # 1024 elements: sd of the share 0.016
+            assert (abs(dropped - p) < 0.08) if training else dropped == 0
+        q, k, v = (t.view(B, T, nh, C // nh).transpose(1, 2) for t in seen["qkv"].split(C, dim=2))
+        scores = (q @ k.transpose(-1, -2)) / (C // nh) ** 0.5
+        scores = scores.masked_fill(torch.ones(T, T, dtype=torch.bool).triu(1), float("-inf"))
+        by_hand = (scores.softmax(-1) @ v).transpose(1, 2).reshape(B, T, C)
+        gap = (seen["mixed"] - by_hand).abs().max().item()
+        assert gap > 0.1 if training else gap < 1e-5
+    for h in hooks:
+        h.remove()

@@ -9,6 +9,7 @@ import math
 import re
 import runpy
 import shutil
+from collections import Counter
 
 import pytest
 import torch
@@ -97,6 +98,9 @@ def test_two_stages_lower_loss_and_resume_exactly(data_dir, tmp_path):
     # epochs of the last stage the run reaches (stage 1: epochs 3 and 4), and the log says so
     accs = [r["val_acc"] for r in log[2:]]
     best = torch.load(os.path.join(full, "best.pt"), weights_only=True)
+    # the rows that pad the embedding table are never predicted (model.logits): a model from
+    # scratch knows which rows are its vocabulary's
+    assert best["model_args"]["n_tokens"] == len(best["vocab"]) < best["model_args"]["vocab_size"]
     assert best["epoch"] == 3 + accs.index(max(accs)) and best["stage"] == 1
     assert [r["best"] for r in log] == [False, False, True, accs[1] > accs[0]]
     assert torch.load(os.path.join(full, "ckpt.pt"), weights_only=True)["epoch"] == 4
@@ -224,16 +228,115 @@ def test_learning_rate_schedule(data_dir, tmp_path, reset, since_reset):
     expected = [cosine(step) * min(1, (n + 1) / 20) for step, n in zip((7, 15, 23), since_reset)]
     assert [r["lr"] for r in read_log(str(tmp_path))] == pytest.approx(expected, rel=1e-9)
     # and the AdamW of the last epoch has taken as many steps as there were since its reset
-    state = torch.load(tmp_path / "ckpt.pt", weights_only=True)["optimizer"]["state"]
-    assert {int(v["step"]) for v in state.values()} == {since_reset[-1] + 1}
+    optimizer = torch.load(tmp_path / "ckpt.pt", weights_only=True)["optimizer"]
+    assert {int(v["step"]) for v in optimizer["state"].values()} == {since_reset[-1] + 1}
+    # which stepped at the rate of the schedule (the last step's), in both parameter groups
+    assert [g["lr"] for g in optimizer["param_groups"]] == pytest.approx([expected[-1]] * 2, rel=1e-9)
+
+
+def test_two_adamw_steps_by_hand(data_dir, tmp_path, monkeypatch):
+    """The optimizer of the recipe: AdamW at learning_rate, betas (0.9, 0.999), eps 1e-8, whose
+    decoupled weight decay shrinks the matrices and embeddings but not the biases and LayerNorm
+    gains (nanoGPT's grouping; the official code decays all). Two steps (128 examples each)
+    with gradients planted here, against Adam written out: each step p <- p (1 - lr wd) -
+    lr m^ / (sqrt(v^) + eps), with m, v the moving averages of g and g^2 and m^, v^ their
+    bias corrections."""
+    import coconut
+    lr, wd, b1, b2, eps = 0.1, 0.5, 0.9, 0.999, 1e-8  # not the paper's lr 1e-4 and wd 0.01: a decay must show
+    before, grads = {}, []
+
+    def planted(model, batches, *args, **kwargs):
+        g = torch.Generator().manual_seed(len(grads))
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if not grads:  # biases start at 0: move every parameter, so a decay would show
+                    p.add_(torch.randn(p.shape, generator=g))
+                    before[name] = p.detach().clone()
+                p.grad = torch.randn(p.shape, generator=g) * (1 + 9 * len(grads))  # step 2: 10x larger
+        grads.append({name: p.grad.clone() for name, p in model.named_parameters()})
+        return 1.0
+
+    monkeypatch.setattr(coconut, "forward_backward", planted)
+    train_here(monkeypatch, f"--data_dir={data_dir}", f"--out_dir={tmp_path}", "--num_epochs=1",
+               "--batch_size=128", f"--learning_rate={lr}", f"--weight_decay={wd}", "--max_new_tokens=4")
+    assert len(grads) == 2
+    after = torch.load(tmp_path / "ckpt.pt", weights_only=True)["model"]
+    assert before and before.keys() <= after.keys()
+    for name, p in before.items():
+        decayed = name.endswith(".weight") and ".ln_" not in name  # by name here, not by shape
+        m = v = 0
+        for t, g in enumerate((grads[0][name], grads[1][name]), start=1):
+            m, v = b1 * m + (1 - b1) * g, b2 * v + (1 - b2) * g * g
+            p = p * (1 - lr * wd * decayed) - lr * (m / (1 - b1 ** t)) / ((v / (1 - b2 ** t)).sqrt() + eps)
+        assert torch.allclose(after[name], p, rtol=1e-5, atol=1e-6), (name, decayed)
+
+
+@pytest.mark.parametrize("pad, uniform_prob", [(True, 0.0), (False, 0.0), (True, 1.0)])
+def test_what_a_step_trains_on(data_dir, tmp_path, monkeypatch, pad, uniform_prob):
+    """The batches a step hands to coconut.forward_backward, read there: batch_size x
+    gradient_accumulation_steps examples a step (16 x 2), every example once an epoch; the
+    stage follows start_epoch (epochs 4 and 5 of a run with K=3, one epoch a stage: stages 3
+    and 4); each row holds min(stage, K) x c_thought thoughts (c=2), or with
+    pad_latent_to_max=False only as many as its steps, or with uniform_prob=1 those of a stage
+    drawn uniformly from 0..its steps; the model is in train mode with its dropout (after each
+    evaluation too), in exact float32. The untrained model's answers are cut at max_new_tokens."""
+    import coconut
+    records = load_records(os.path.join(data_dir, "prosqa_train.json"))
+    vocab = data.Vocab.from_records(records)
+    n_steps = {r["question"] + "\n": len(r["steps"]) for r in records}
+    assert len(n_steps) == len(records) and set(n_steps.values()) == {2, 3}  # questions are unique
+    steps = []
+
+    def recorded(model, batches, autocast, ddp=False):
+        with autocast:
+            exact = (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
+        rows = []
+        for b in batches:
+            micro = []
+            for ids, mask, latent in zip(b["idx"].tolist(), b["mask"].tolist(), b["latent"].tolist()):
+                ids = [t for t, m in zip(ids, mask) if m]
+                micro.append((vocab.decode(ids[:ids.index(vocab.bot)]), sum(latent)))
+            rows.append(micro)
+        steps.append(dict(training=model.training, dropout=model.config.dropout, exact=exact, rows=rows))
+        return 1.0
+
+    monkeypatch.setattr(coconut, "forward_backward", recorded)
+    train_here(monkeypatch, f"--data_dir={data_dir}", f"--out_dir={tmp_path}", "--max_latent_stage=3",
+               "--c_thought=2", "--start_epoch=3", "--num_epochs=5", "--batch_size=16",
+               "--gradient_accumulation_steps=2", f"--pad_latent_to_max={pad}", f"--uniform_prob={uniform_prob}",
+               "--dropout=0.1", "--dtype=float32", "--max_new_tokens=3")
+    assert len(steps) == 2 * 8  # 256 examples, 32 a step
+    for s in steps:
+        assert s["training"] and s["dropout"] == 0.1 and s["exact"]
+        assert [len(micro) for micro in s["rows"]] == [16, 16]
+    for epoch in range(2):
+        seen = Counter(q for s in steps[8 * epoch:8 * (epoch + 1)] for micro in s["rows"] for q, _ in micro)
+        assert seen == Counter(n_steps.keys())  # each example once, none twice
+    thoughts = [(n_steps[q], t) for s in steps for micro in s["rows"] for q, t in micro]
+    if uniform_prob == 0:
+        assert all(t == 2 * (3 if pad else min(3, n)) for n, t in thoughts)
+    else:  # a stage s drawn from 0..n, so 2s thoughts (s <= n <= K), each s about 1/(n+1) of the rows
+        for n in (2, 3):
+            drawn = Counter(t for m, t in thoughts if m == n)
+            assert set(drawn) == {2 * s for s in range(n + 1)}
+            if n == 2:  # 430 draws over two epochs: a share's sd is 0.023
+                assert all(abs(c / sum(drawn.values()) - 1 / 3) < 0.1 for c in drawn.values())
+    log = read_log(str(tmp_path))
+    assert [(r["epoch"], r["stage"], r["train_loss"]) for r in log] == [(4, 3, 1.0), (5, 4, 1.0)]
+    # validation: the thoughts of the last stages (padded or not) and 1 to 3 generated tokens
+    val = load_records(os.path.join(data_dir, "prosqa_valid.json"))[:32]  # TINY's n_val
+    thoughts = sum(2 * (3 if pad else min(3, len(r["steps"]))) for r in val) / len(val)
+    for r in log:
+        assert thoughts < r["mean_tokens"] <= thoughts + 3
 
 
 def test_start_from_a_cot_run_at_stage_one(data_dir, tmp_path):
     """The paper's GSM8k recipe: a CoT run, then Coconut from its checkpoint with start_epoch =
     epochs_per_stage. The run trains epochs 3-4 only, at stage 1, from the CoT model's weights,
-    on the schedule (learning rate) of a run whose first two epochs ran; it resumes exactly."""
+    on the schedule (learning rate) of a run whose first two epochs ran, with its own dropout
+    (not the CoT run's); it resumes exactly."""
     cot = tmp_path / "cot"
-    train(f"--data_dir={data_dir}", f"--out_dir={cot}", "--num_epochs=1", "--method=cot")
+    train(f"--data_dir={data_dir}", f"--out_dir={cot}", "--num_epochs=1", "--method=cot", "--dropout=0.1")
     start = ["--epochs_per_stage=2", "--num_epochs=4", "--start_epoch=2", f"--init_from={cot}/best.pt",
              "--decay_lr=True", "--learning_rate=3e-3", "--min_lr=1e-4"]
     train(f"--data_dir={data_dir}", f"--out_dir={tmp_path / 'full'}", *start)
@@ -248,6 +351,7 @@ def test_start_from_a_cot_run_at_stage_one(data_dir, tmp_path):
     assert log[0]["train_loss"] < read_log(str(fresh))[0]["train_loss"] - 0.3
     ckpt = torch.load(tmp_path / "full" / "ckpt.pt", weights_only=True)
     assert ckpt["config"]["start_epoch"] == 2 and ckpt["epoch"] == 4
+    assert ckpt["model_args"]["dropout"] == 0.0  # this run's (the default), not the CoT run's 0.1
     # a start from a checkpoint of another task or tokenizer is refused in one line
     for other, said in (("--task=arith", "'arith'/'task'"), ("--tokenizer=words", "'prosqa'/'words'")):
         p = train(f"--data_dir={data_dir}", f"--out_dir={tmp_path / 'other'}", *start, other, check=False)
@@ -286,8 +390,9 @@ def test_train_from_pretrained_file(data_dir, tmp_path, tokenizer):
     tiny_gpt2_file(weights)
     out = tmp_path / "out"
     p = train(f"--data_dir={data_dir}", f"--out_dir={out}", "--num_epochs=1", f"--init_from={weights}",
-              f"--tokenizer={tokenizer}", "--n_val=8")
+              f"--tokenizer={tokenizer}", "--n_val=8", "--dropout=0.1")
     ckpt = torch.load(out / "ckpt.pt", weights_only=True)
+    assert ckpt["model_args"]["dropout"] == 0.1  # HF GPT-2's dropout in train mode, as the paper's runs
     # the file sets the model's size, whatever the flags say (TINY asks for block_size=256)
     assert ckpt["model_args"]["n_embd"] == 16 and ckpt["model_args"]["block_size"] == 224
     wte = ckpt["model"]["transformer.wte.weight"]
@@ -511,6 +616,28 @@ def test_a_device_this_machine_lacks_is_one_line(data_dir, tmp_path, monkeypatch
         train_here(monkeypatch, f"--data_dir={data_dir}", f"--out_dir={tmp_path}", f"--device={device}")
     with pytest.raises(SystemExit, match="device='gpu': choose 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"):
         train_here(monkeypatch, f"--data_dir={data_dir}", f"--out_dir={tmp_path}", "--device=gpu")
+
+
+@pytest.mark.filterwarnings("ignore:CUDA is not available")  # autocast on the pretended CUDA
+def test_float32_is_exact_float32(monkeypatch):
+    """dtype='float32' (the official bf16: False) computes in float32 as PyTorch does by default:
+    no autocast, and on CUDA no TF32 matmuls or convolutions, even after something switched
+    them on; under bfloat16 autocast what stays float32 may use TF32. CUDA is pretended here
+    (devices.available), so only the switches are read, not a GPU."""
+    import devices
+    monkeypatch.setattr(devices, "available", lambda: ["cuda", "cpu"])
+    switches = (torch.backends.cuda.matmul, torch.backends.cudnn)
+    for dtype, tf32 in (("float32", False), ("bfloat16", True), ("float32", False)):
+        for s in switches:
+            monkeypatch.setattr(s, "allow_tf32", not tf32)  # the opposite: setup must set it
+        device, ptdtype, autocast = devices.setup("cuda", dtype)
+        assert (device, ptdtype) == ("cuda", devices.PTDTYPES[dtype])
+        assert [s.allow_tf32 for s in switches] == [tf32, tf32], dtype
+    for dtype in ("float32", "bfloat16"):  # autocast: none under float32
+        _, _, autocast = devices.setup("cpu", dtype)
+        with autocast:
+            y = torch.ones(4, 4) @ torch.ones(4, 4)
+        assert y.dtype == devices.PTDTYPES[dtype]
 
 
 def test_eval_only_of_an_exported_folder(tmp_path):

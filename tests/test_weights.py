@@ -229,3 +229,26 @@ def test_padding_rows_never_outscore_real_tokens(tmp_path, task_vocab):
         out = [coconut.generate(m, prompt, 12, eos_id=-1) for m in (model, reference)]
         assert torch.equal(out[0], out[1]), stage
         assert int(out[0].max()) < vocab.n_tokens
+
+
+@pytest.mark.parametrize("task_vocab", [False, True])
+def test_new_tokens_start_as_copies_of_lt_lt(tmp_path, task_vocab):
+    """As in the paper, <bot>, <eot>, <latent> (and <pause>) start as copies of the embedding of
+    "<<" (GPT-2 id 16791 in gpt2/encoder.json); every other token keeps its row of the file, in
+    a task vocabulary too (its rows renumbered). The dropout asked for is the model's."""
+    path = tmp_path / "gpt2" / "model.safetensors"
+    path.parent.mkdir()
+    gpt2_like_file(path)
+    wte = read_safetensors(str(path))["wte.weight"]  # (50257, C)
+    records = [dict(question="Tom is a wumpus. Is Tom a wumpus or yumpus?", steps=["Tom is a wumpus."],
+                    answer="Tom is a wumpus.")]
+    vocab = data.Vocab.from_records(records) if task_vocab else data.Vocab()
+    model = weights.coconut_gpt2(str(path), vocab, dropout=0.1)
+    assert model.config.dropout == 0.1 and model.training
+    ours = model.transformer.wte.weight.detach()
+    gpt2_id = (lambda i: i) if vocab.tokens is None else (lambda i: vocab.tokens[i])
+    new = [vocab.bot, vocab.eot, vocab.latent, vocab.pause]
+    for i in new:
+        assert torch.equal(ours[i], wte[16791]), i
+    old = [i for i in range(vocab.n_tokens) if i not in new]
+    assert torch.equal(ours[old], wte[[gpt2_id(i) for i in old]])
