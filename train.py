@@ -62,7 +62,8 @@ max_latent_stage = 6  # K: stages 1..K replace one more step each; later stages 
 epochs_per_stage = 5
 pad_latent_to_max = True  # examples with fewer steps than the stage still get min(stage, K)*c
 uniform_prob = 0.0  # chance that an example uses a random stage in 0..len(steps)
-reset_optimizer = "epoch"  # a fresh AdamW every 'epoch' (the official run.py), every 'stage', or 'never'
+reset_optimizer = "epoch"  # a fresh AdamW every 'epoch' (the official run.py), every 'stage' (its
+# epochs_per_stage epochs, which go on past the last stage K), or 'never'
 sort_chunk = 0  # sort each run of this many batches by question length: less padding (0: off)
 num_epochs = 50
 # optimizer
