@@ -36,6 +36,7 @@ seed() {  # every run of one seed, in order: CoT first, the others start from it
     done
 }
 export OMP_NUM_THREADS=1
+[ -f data/arith/meta.json ] || python -m tasks arith --n_train=20000 > /dev/null  # once, before two runs read it
 for ((s = first; s <= last; s += 2)); do
     seed "$s" &
     if ((s + 1 <= last)); then seed $((s + 1)) & fi
