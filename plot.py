@@ -1,8 +1,9 @@
 """
-Pictures: validation accuracy against training time, from the log.jsonl of each run given;
-and the latent search of one ProsQA question (drawn by `python sample.py --plot=FILE.png`).
+Pictures: validation accuracy against training time (or epoch), from the log.jsonl of each run
+given; and the latent search of one ProsQA question (drawn by `python sample.py --plot=FILE.png`).
 
     python plot.py out out-cot out-nocot --out=accuracy.png     # needs matplotlib
+    python plot.py runs/arith-coconut-s* --by=epoch              # stage changes marked
 
 Runs named METHOD-sSEED share a colour per method. Without matplotlib the curves print as a
 table.
@@ -16,30 +17,36 @@ import sys
 from tasks import prosqa
 
 
-def curve(run):
-    """(minutes of training and evaluation so far, validation accuracy) after every epoch."""
+def log_of(run):
     with open(os.path.join(run, "log.jsonl")) as f:
-        lines = [json.loads(line) for line in f]
+        return [json.loads(line) for line in f]
+
+
+def curve(run, by="time"):
+    """(minutes of training and evaluation so far, or the epoch; validation accuracy) after
+    every epoch."""
     t, points = 0.0, []
-    for line in lines:
+    for line in log_of(run):
         t += line["epoch_time"] + line["eval_time"]
-        points.append((t / 60, line["val_acc"]))
+        points.append((line["epoch"] if by == "epoch" else t / 60, line["val_acc"]))
     return points
 
 
 def main(argv):
     runs = [a for a in argv if not a.startswith("--")]
     out = next((a.split("=", 1)[1] for a in argv if a.startswith("--out=")), "accuracy.png")
-    if not runs:
+    by = next((a.split("=", 1)[1] for a in argv if a.startswith("--by=")), "time")
+    if not runs or by not in ("time", "epoch"):
         raise SystemExit(__doc__)
-    curves = {run: curve(run) for run in runs}
+    curves = {run: curve(run, by) for run in runs}
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
         for run, points in curves.items():
-            print(run + ": " + ", ".join(f"{m:.1f} min {100 * a:.1f}%" for m, a in points))
+            print(run + ": " + ", ".join((f"epoch {x}" if by == "epoch" else f"{x:.1f} min") +
+                                         f" {100 * a:.1f}%" for x, a in points))
         print("(pip install matplotlib for a picture)")
         return
     plt.figure(figsize=(6, 4))
@@ -50,7 +57,12 @@ def main(argv):
         label = None if method in colors else method  # one legend entry per method
         color = colors.setdefault(method, f"C{len(colors) % 10}")
         plt.plot(*zip(*points), color=color, marker="o", markersize=3, label=label)
-    plt.xlabel("training + evaluation time (minutes)")
+    if by == "epoch":  # the first run's stage changes, the curriculum's steps down
+        log = log_of(runs[0])
+        for a, b in zip(log, log[1:]):
+            if b["stage"] != a["stage"]:
+                plt.axvline(a["epoch"] + 0.5, color="0.8", linewidth=1, zorder=0)
+    plt.xlabel("training + evaluation time (minutes)" if by == "time" else "epoch (grey: a stage begins)")
     plt.ylabel("validation accuracy")
     plt.grid(alpha=0.3)
     plt.legend(loc="lower right", fontsize="small")

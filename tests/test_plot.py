@@ -123,3 +123,18 @@ def test_one_panel_per_thought(tmp_path, K, grid):
     plt.close(fig)
     cols, rows = grid
     assert png_size(tmp_path / "x.png") == (round(cols * plot.PANEL_W * plot.DPI), round(rows * plot.PANEL_H * plot.DPI))
+
+
+def test_curves_by_epoch_mark_the_stage_changes(tmp_path, monkeypatch, capsys):
+    lines = [dict(epoch=e, stage=s, epoch_time=60.0, eval_time=0.0, val_acc=a)
+             for e, s, a in ((3, 1, 0.8), (4, 1, 0.9), (5, 2, 0.4), (6, 2, 0.6))]
+    write_log(tmp_path / "coconut-s0", lines)
+    assert plot.curve(tmp_path / "coconut-s0", "epoch") == [(3, 0.8), (4, 0.9), (5, 0.4), (6, 0.6)]
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+    drawn = []
+    monkeypatch.setattr(plt, "axvline", lambda x, **kw: drawn.append(x))
+    plot.main([str(tmp_path / "coconut-s0"), "--by=epoch", f"--out={tmp_path / 'e.png'}"])
+    assert drawn == [4.5] and (tmp_path / "e.png").stat().st_size > 0  # stage 2 begins at epoch 5
+    with pytest.raises(SystemExit):
+        plot.main([str(tmp_path / "coconut-s0"), "--by=step"])
