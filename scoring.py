@@ -129,7 +129,11 @@ def mcnemar(a, b):
 def load_results(path):
     """The per-question results an --eval_out file holds (its 'results' list)."""
     with open(path) as f:
-        return json.load(f)["results"]
+        saved = json.load(f)
+    if not isinstance(saved, dict) or "results" not in saved:
+        raise ValueError(f"{path} holds no per-question results: write them with train.py "
+                         f"--eval_only=True --eval_out={path}")
+    return saved["results"]
 
 
 def table(pattern, methods):
@@ -137,6 +141,9 @@ def table(pattern, methods):
     --eval_out files that `pattern` names with {method} and {seed} (runs/arith-{method}-s{seed}/
     test.json); then the first method against each other one, seed by seed, on the same
     questions: the lead and McNemar's exact test."""
+    if "{method}" not in pattern or "{seed}" not in pattern:
+        raise ValueError(f"the pattern {pattern!r} must name {{method}} and {{seed}}, e.g. "
+                         "runs/arith-{method}-s{seed}/test.json")
     found, methods = {}, list(dict.fromkeys(methods))  # each once, in order
     for m in methods:
         for path in sorted(glob.glob(pattern.format(method=m, seed="*"))):
@@ -170,13 +177,19 @@ def table(pattern, methods):
 
 if __name__ == "__main__":
     if len(sys.argv) >= 4 and sys.argv[1] == "table":
-        print(table(sys.argv[2], sys.argv[3:]))
+        try:
+            print(table(sys.argv[2], sys.argv[3:]))
+        except (OSError, ValueError) as e:  # a bad pattern, a file that is no --eval_out
+            raise SystemExit(f"error: {e}")
         sys.exit(0)
     if len(sys.argv) != 3:
         raise SystemExit("usage: python scoring.py A.json B.json   (two --eval_out files of the same "
                          "questions)\n       python scoring.py table 'runs/arith-{method}-s{seed}/test.json' "
                          "METHOD [METHOD ...]")
-    a, b = (load_results(p) for p in sys.argv[1:])
+    try:
+        a, b = (load_results(p) for p in sys.argv[1:])
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"error: {e}")
     if [r["question"] for r in a] != [r["question"] for r in b]:
         raise SystemExit(f"{sys.argv[1]} and {sys.argv[2]} answer different questions: McNemar's "
                          "test pairs the same questions")

@@ -45,6 +45,10 @@ def test_compare_two_result_files(tmp_path):
     other.write_text(json.dumps(dict(results=[dict(question="x", correct=True)] * 10)))
     p = subprocess.run([sys.executable, "scoring.py", a, str(other)], cwd=ROOT, capture_output=True, text=True)
     assert p.returncode == 1 and "answer different questions" in p.stderr
+    line = tmp_path / "line.json"  # eval_only's results line, not an --eval_out file
+    line.write_text(json.dumps(dict(val_acc=0.5, n=10)))
+    p = subprocess.run([sys.executable, "scoring.py", a, str(line)], cwd=ROOT, capture_output=True, text=True)
+    assert p.returncode == 1 and "holds no per-question results: write them with" in p.stderr
 
 
 def test_table_over_seeds(tmp_path):
@@ -65,3 +69,6 @@ def test_table_over_seeds(tmp_path):
     assert "seed 1:   +0.0  only a right    0, only b right    0, p = 1" in out
     # leads 30, 0, 60: mean 30.00, std 30.00, min 0.0
     assert "lead                   3  30.00 30.00   0.0" in out
+
+    with pytest.raises(ValueError, match="must name {method} and {seed}"):
+        scoring.table(str(tmp_path / "x-a-s0" / "test.json"), ["a"])

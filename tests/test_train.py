@@ -173,6 +173,7 @@ def test_two_stages_lower_loss_and_resume_exactly(data_dir, tmp_path):
     (["--max_new_tokens=0"], "max_new_tokens=0 must be >= 1"),
     (["--task=prontoqa", "--hops=0"], "task prontoqa: hops=0: need hops >= 1"),
     (["--task=arith", "--max_value=2"], "max_value=2, ops='+-*/': need max_value >= 3"),
+    (["--mean_parents=0"], "task prosqa: mean_parents=0.0: must be in [0.1, 10]"),
     (["--task=arith", "--hops=3"], "hops=3: not a knob of task 'arith', whose knobs are min_steps, max_steps"),
     (["--n_val=0"], "n_val=0: give the number of validation examples scored each epoch (>= 1), or -1"),
     (["--dtype=float16"], "dtype='float16' would train without loss scaling"),
