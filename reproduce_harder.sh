@@ -3,7 +3,8 @@
 # arithmetic table (bash reproduce_arith.sh: 3-4 steps) on 5-step and 6-step questions, and the
 # ProsQA-small runs (config/prosqa_cpu.py: 8-node graphs, 2-3 hops; trained here if missing) on
 # 4-hop chains in 10-node graphs and on denser graphs (3 parents a node on average, not 1.5).
-# Coconut also runs with twice the thoughts it was trained with (coconut_x2). Per split: each
+# Coconut also runs with twice the thoughts it was trained with (coconut_x2), and pause as thought
+# with twice its <pause> slots (pause_as_thought_x2: does any extra room help?). Per split: each
 # method over seeds (mean, std, min), and Coconut against each other seed by seed on the same
 # questions (McNemar's exact test).
 #   bash reproduce_harder.sh [runs] [first_seed] [last_seed] [tasks]    # default: runs 0 7 arith prosqa
@@ -27,7 +28,8 @@ score() {  # run, split name, its file, result name, flags...: one run scored on
 }
 table() {  # split name: its table
     echo "== $1"
-    python scoring.py table "$runs/harder/$1/{method}-s{seed}.json" coconut coconut_x2 cot pause_as_thought no_cot
+    python scoring.py table "$runs/harder/$1/{method}-s{seed}.json" coconut coconut_x2 cot \
+        pause_as_thought pause_as_thought_x2 no_cot
 }
 
 if [[ " $todo " == *" arith "* ]]; then
@@ -42,8 +44,10 @@ for ((s = first; s <= last; s++)); do
             score "arith-$m-s$s" "arith_$n" "data/arith_$n/arith_test.json" "$m-s$s" --max_new_tokens=56
         done
     done
-    for n in 5 6; do  # twice the thoughts it was trained with
-        score "arith-coconut-s$s" "arith_$n" "data/arith_$n/arith_test.json" "coconut_x2-s$s" --n_latent=16
+    for n in 5 6; do  # twice the thoughts (or slots) it was trained with
+        for m in coconut pause_as_thought; do
+            score "arith-$m-s$s" "arith_$n" "data/arith_$n/arith_test.json" "${m}_x2-s$s" --n_latent=16
+        done
     done
 done
 fi
@@ -61,8 +65,10 @@ prosqa_seed() {  # s: its four runs (trained if missing, one after another), eac
         score "prosqa-$m-s$s" prosqa_4hop data/prosqa_4hop/prosqa_test.json "$m-s$s" --max_new_tokens=64
         score "prosqa-$m-s$s" prosqa_dense data/prosqa_dense/prosqa_test.json "$m-s$s"
     done
-    score "prosqa-coconut-s$s" prosqa_4hop data/prosqa_4hop/prosqa_test.json "coconut_x2-s$s" --n_latent=6
-    score "prosqa-coconut-s$s" prosqa_dense data/prosqa_dense/prosqa_test.json "coconut_x2-s$s" --n_latent=6
+    for m in coconut pause_as_thought; do
+        score "prosqa-$m-s$s" prosqa_4hop data/prosqa_4hop/prosqa_test.json "${m}_x2-s$s" --n_latent=6
+        score "prosqa-$m-s$s" prosqa_dense data/prosqa_dense/prosqa_test.json "${m}_x2-s$s" --n_latent=6
+    done
 }
 [ -f data/prosqa_small/meta.json ] || python -m tasks prosqa --n_nodes=8 --min_hops=2 --max_hops=3 \
     --n_train=28000 --data_dir=data/prosqa_small > /dev/null  # once, before two runs at a time read it
@@ -74,5 +80,5 @@ done
 fi
 
 for name in arith_in arith_5 arith_6 prosqa_in prosqa_4hop prosqa_dense; do
-    [ -d "$runs/harder/$name" ] && table "$name"
+    if [ -d "$runs/harder/$name" ]; then table "$name"; fi  # (a missing split is not a failure)
 done

@@ -154,10 +154,11 @@ def table(pattern, methods):
     found = {m: dict(sorted(by_seed.items())) for m, by_seed in found.items()}  # seed 10 after 9
     pct = lambda c: 100 * sum(c) / len(c)
     spread = lambda xs: f"{statistics.mean(xs):6.2f} {statistics.stdev(xs) if len(xs) > 1 else 0:5.2f} {min(xs):5.1f}"
-    lines = [f"{'method':18} {'seeds':>5} {'mean':>6} {'std':>5} {'min':>5}  per seed"]
+    w = max([18] + [len(m) for m in found])  # the name column
+    lines = [f"{'method':{w}} {'seeds':>5} {'mean':>6} {'std':>5} {'min':>5}  per seed"]
     for m, by_seed in found.items():
         xs = [pct(c) for c in by_seed.values()]
-        lines.append(f"{m:18} {len(xs):>5} {spread(xs)}  " + " ".join(f"{s}:{pct(c):.1f}" for s, c in by_seed.items()))
+        lines.append(f"{m:{w}} {len(xs):>5} {spread(xs)}  " + " ".join(f"{s}:{pct(c):.1f}" for s, c in by_seed.items()))
     first = methods[0]
     for other in [m for m in found if m != first and first in found]:
         seeds = sorted(set(found[first]) & set(found[other]))
@@ -171,7 +172,7 @@ def table(pattern, methods):
             leads.append(pct(a) - pct(b))
             lines.append(f"  seed {s}: {leads[-1]:+6.1f}  only {first} right {only_a:4}, only {other} "
                          f"right {only_b:4}, p = {p:.2g}")
-        lines.append(f"  {'lead':18} {len(leads):>5} {spread(leads)}")
+        lines.append(f"  {'lead':{w - 2}} {len(leads):>5} {spread(leads)}")
     return "\n".join(lines)
 
 

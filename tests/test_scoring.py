@@ -68,7 +68,7 @@ def test_table_over_seeds(tmp_path):
     assert "seed 0:  +30.0  only a right    3, only b right    0, p = 0.25" in out
     assert "seed 1:   +0.0  only a right    0, only b right    0, p = 1" in out
     # leads 30, 0, 60: mean 30.00, std 30.00, min 0.0
-    assert "lead                   3  30.00 30.00   0.0" in out
+    assert "\n  lead" + " " * 17 + "3  30.00 30.00   0.0" in out  # in line with the methods' columns
 
     with pytest.raises(ValueError, match="must name {method} and {seed}"):
         scoring.table(str(tmp_path / "x-a-s0" / "test.json"), ["a"])
